@@ -1,0 +1,65 @@
+"""mm-rag-components: plug-in components for multimodal retrieval-augmented generation.
+
+Importing the package is cheap: torch, transformers and chromadb load only when a class that
+needs them is first used. Public names resolve lazily through :func:`__getattr__`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .errors import (
+    BackendError,
+    ConfigError,
+    MediaError,
+    MMRagError,
+    ModelError,
+    ParseError,
+    StoreError,
+)
+from .types import Candidate, Item, Query
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "load_image": "media",
+    "content_hash": "media",
+    "ClipEmbedder": "embedders",
+    "TextEmbedder": "embedders",
+    "Embedder": "embedders",
+    "ChromaStore": "store",
+    "MultimodalIndex": "index",
+    "IngestReport": "index",
+    "MultimodalRetriever": "integrations.llama_index",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mm_rag_components' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    "BackendError",
+    "Candidate",
+    "ConfigError",
+    "Item",
+    "MMRagError",
+    "MediaError",
+    "ModelError",
+    "ParseError",
+    "Query",
+    "StoreError",
+    "__version__",
+    *_LAZY,
+]

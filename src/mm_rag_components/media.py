@@ -1,0 +1,216 @@
+"""Load images safely and identify content by hash.
+
+Accepted sources: a file path, raw bytes, a base64 string (plain or a ``data:`` URI), a PIL
+image, or an ``http(s)`` URL — URLs only when the caller passes ``allow_urls=True``. Images come
+back as RGB with their EXIF orientation applied. A pixel limit guards against decompression
+bombs; every failure is a :class:`~mm_rag_components.errors.MediaError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import threading
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import MediaError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from .types import ImageSource
+
+#: Default pixel limit (width × height): 64 megapixels. Pass ``max_pixels`` to change it.
+DEFAULT_MAX_PIXELS = 64_000_000
+#: Default byte limit for URL downloads: 32 MiB.
+DEFAULT_MAX_DOWNLOAD_BYTES = 32 * 1024 * 1024
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded RGB image, the sha256 of its source bytes, and where it came from."""
+
+    image: "Image.Image"
+    sha256: str
+    origin: str | None = None
+
+
+def content_hash(data: bytes | str) -> str:
+    """sha256 hex digest of ``data`` (text is hashed as UTF-8)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_url(source: object) -> bool:
+    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
+
+
+def _looks_like_path(text: str) -> bool:
+    return len(text) < 4096 and ("/" in text or "\\" in text or Path(text).suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image_bytes(
+    source: "ImageSource",
+    *,
+    allow_urls: bool = False,
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+    timeout: float = 10.0,
+) -> tuple[bytes, str | None]:
+    """Return the encoded bytes behind ``source`` and its origin (path/URL or ``None``).
+
+    PIL images are not accepted here (they have no encoded bytes); use :func:`load_image`.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), None
+    if isinstance(source, Path):
+        return _read_file(source), str(source)
+    if not isinstance(source, str):
+        raise MediaError(f"unsupported image source type: {type(source).__name__}")
+    if is_url(source):
+        if not allow_urls:
+            raise MediaError(f"URL image sources are disabled; pass allow_urls=True to fetch {source!r}")
+        return _download(source, max_download_bytes, timeout), source
+    if source.startswith("data:"):
+        _, _, payload = source.partition(",")
+        return _b64decode(payload), None
+    path = Path(source)
+    if _looks_like_path(source) or path.exists():
+        return _read_file(path), str(path)
+    return _b64decode(source), None
+
+
+def load_image(
+    source: "ImageSource",
+    *,
+    allow_urls: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> "Image.Image":
+    """Decode ``source`` into an RGB PIL image with EXIF orientation applied."""
+    return load_image_with_hash(source, allow_urls=allow_urls, max_pixels=max_pixels).image
+
+
+def load_image_with_hash(
+    source: "ImageSource",
+    *,
+    allow_urls: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Like :func:`load_image`, also returning the sha256 of the source bytes."""
+    from PIL import Image
+
+    if isinstance(source, Image.Image):
+        _check_pixels(source.size, max_pixels, "PIL image")
+        rgb = _normalise(source)
+        digest = hashlib.sha256(f"{rgb.mode}{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+        return LoadedImage(rgb, digest, None)
+    data, origin = read_image_bytes(source, allow_urls=allow_urls)
+    return LoadedImage(decode_image(data, max_pixels=max_pixels, origin=origin), content_hash(data), origin)
+
+
+def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, origin: str | None = None) -> "Image.Image":
+    """Decode encoded image bytes, enforcing ``max_pixels`` before the pixels are read."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = origin or "<bytes>"
+    if not data:
+        raise MediaError(f"{where}: empty image data (0 bytes)")
+    with _PIL_LIMIT_LOCK:
+        # We enforce our own limit; lift PIL's global one only for this open.
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            img = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError as exc:
+            raise MediaError(f"{where}: not a recognised image format") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise MediaError(f"{where}: cannot open image: {exc}") from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    _check_pixels(img.size, max_pixels, where)
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
+        raise MediaError(f"{where}: corrupt or truncated image: {exc}") from exc
+    return _normalise(img)
+
+
+def _normalise(img: "Image.Image") -> "Image.Image":
+    from PIL import ImageOps
+
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - broken EXIF must not lose the image
+        pass
+    if img.mode != "RGB":
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            from PIL import Image
+
+            rgba = img.convert("RGBA")
+            background = Image.new("RGB", rgba.size, (255, 255, 255))
+            background.paste(rgba, mask=rgba.getchannel("A"))
+            img = background
+        else:
+            img = img.convert("RGB")
+    return img
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, where: str) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise MediaError(f"{where}: image has no pixels ({width}x{height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise MediaError(
+            f"{where}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (possible decompression bomb; raise max_pixels to allow it)"
+        )
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise MediaError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot read: {exc}") from exc
+
+
+def _b64decode(payload: str) -> bytes:
+    try:
+        return base64.b64decode("".join(payload.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MediaError("string is neither an existing path, a URL nor valid base64 image data") from exc
+
+
+def _download(url: str, max_bytes: int, timeout: float) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "mm-rag-components"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - opt-in
+            data = response.read(max_bytes + 1)
+    except OSError as exc:
+        raise MediaError(f"{url}: download failed: {exc}") from exc
+    if len(data) > max_bytes:
+        raise MediaError(f"{url}: larger than the download limit of {max_bytes:,} bytes")
+    return data
+
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "LoadedImage",
+    "content_hash",
+    "decode_image",
+    "is_url",
+    "load_image",
+    "load_image_with_hash",
+    "read_image_bytes",
+]
