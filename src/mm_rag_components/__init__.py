@@ -32,7 +32,10 @@ _LAZY: dict[str, str] = {
     "ChromaStore": "store",
     "MultimodalIndex": "index",
     "IngestReport": "index",
-    "MultimodalRetriever": "integrations.llama_index",
+    "MultimodalRetriever": "integrations.llama_index.retriever",
+    "PointwiseReranker": "integrations.llama_index.pointwise",
+    "ListwiseReranker": "integrations.llama_index.listwise",
+    "RelevanceFilter": "integrations.llama_index.filters",
 }
 
 

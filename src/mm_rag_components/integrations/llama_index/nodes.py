@@ -1,0 +1,101 @@
+"""Convert between our plain types and LlamaIndex nodes / query bundles. No logic beyond that."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBundle, TextNode
+
+from ...errors import ConfigError
+from ...media import is_url
+from ...types import Candidate, ImageSource, Query
+
+#: Metadata keys written by our components, so users can see why a node is where it is.
+RETRIEVAL_SCORE = "retrieval_score"
+SCORE_SCALE = "score_scale"
+MODALITY = "modality"
+
+
+def candidate_to_node(candidate: Candidate) -> NodeWithScore:
+    """A :class:`Candidate` as a ``NodeWithScore`` (``ImageNode`` for images, never base64)."""
+    metadata: dict[str, Any] = dict(candidate.metadata)
+    metadata[MODALITY] = candidate.modality
+    if candidate.score is not None:
+        metadata[RETRIEVAL_SCORE] = candidate.score
+    if candidate.modality == "image":
+        uri = candidate.image_path
+        node: BaseNode = ImageNode(
+            id_=candidate.id,
+            text=candidate.text or "",
+            image_path=None if uri is not None and is_url(uri) else uri,
+            image_url=uri if uri is not None and is_url(uri) else None,
+            metadata=metadata,
+        )
+    else:
+        node = TextNode(id_=candidate.id, text=candidate.text or "", metadata=metadata)
+    # Long provenance values must not leak into the LLM prompt or the embedding text.
+    node.excluded_llm_metadata_keys = list(metadata)
+    node.excluded_embed_metadata_keys = list(metadata)
+    return NodeWithScore(node=node, score=candidate.score)
+
+
+def node_to_candidate(node_with_score: NodeWithScore) -> Candidate:
+    """The :class:`Candidate` behind a ``NodeWithScore`` (any node type LlamaIndex produces)."""
+    node = node_with_score.node
+    image = _node_image(node)
+    text = node.get_content() if hasattr(node, "get_content") else None
+    metadata = dict(node.metadata or {})
+    return Candidate(
+        id=node.node_id,
+        modality="image" if image is not None else "text",
+        text=text or None,
+        image_path=image if isinstance(image, str) else None,
+        score=node_with_score.score,
+        metadata=metadata if image is None or isinstance(image, str) else {**metadata, "_image": image},
+    )
+
+
+def candidate_image(candidate: Candidate) -> ImageSource | None:
+    """The image source of a candidate: its path/URL, or inline data carried from a node."""
+    return candidate.metadata.get("_image", candidate.image_path)
+
+
+def _node_image(node: BaseNode) -> ImageSource | None:
+    """Path, URL or base64 data of a node's image, if it has one."""
+    if isinstance(node, ImageNode):
+        return node.image_path or node.image_url or node.image or None
+    resource = getattr(node, "image_resource", None)  # llama-index Node with media resources
+    if resource is not None:
+        if getattr(resource, "path", None):
+            return str(resource.path)
+        if getattr(resource, "url", None):
+            return str(resource.url)
+        if getattr(resource, "data", None):
+            return resource.data.decode() if isinstance(resource.data, bytes) else resource.data
+    return None
+
+
+def query_from_bundle(query: str | QueryBundle | Query, image: ImageSource | None = None) -> Query:
+    """Our :class:`Query` from a string, a ``QueryBundle`` (``image_path`` → image) or a Query."""
+    if isinstance(query, Query):
+        if image is not None:
+            return Query(text=query.text, image=image)
+        return query
+    if isinstance(query, QueryBundle):
+        text = query.query_str or None
+        image = image if image is not None else query.image_path
+        return Query(text=text, image=image)
+    if isinstance(query, str) or query is None:
+        return Query(text=query or None, image=image)
+    raise ConfigError(f"unsupported query type: {type(query).__name__}")
+
+
+__all__ = [
+    "MODALITY",
+    "RETRIEVAL_SCORE",
+    "SCORE_SCALE",
+    "candidate_image",
+    "candidate_to_node",
+    "node_to_candidate",
+    "query_from_bundle",
+]

@@ -1,0 +1,33 @@
+"""Builders for tiny, random-weight models that load through the normal ``from_pretrained`` path.
+
+They let tests, examples and benchmarks run offline: each builder writes a model directory
+(weights, config, a tokenizer trained locally, a PIL image processor) and returns its path.
+Random weights give meaningless scores but real shapes, real code paths and real speed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "ANSWER_WORDS": "tokenizer",
+    "train_bpe_tokenizer": "tokenizer",
+    "build_tiny_clip": "clip",
+    "build_clip_vit_b32_random": "clip",
+    "build_tiny_text_embedder": "clip",
+    "build_tiny_idefics3": "vlm",
+    "build_tiny_llava": "vlm",
+    "build_tiny_causal_lm": "vlm",
+    "build_smolvlm_256m_random": "vlm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
+__all__ = list(_LAZY)
