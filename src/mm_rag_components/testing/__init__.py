@@ -20,6 +20,9 @@ _LAZY: dict[str, str] = {
     "build_tiny_llava": "vlm",
     "build_tiny_causal_lm": "vlm",
     "build_smolvlm_256m_random": "vlm",
+    "write_sample_folder": "data",
+    "coco_sample": "data",
+    "shared_dir": "data",
 }
 
 
