@@ -6,3 +6,28 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    from mm_rag_components.testing import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def clip_embedder(tiny_clip_dir):
+    from mm_rag_components.embedders import ClipEmbedder
+
+    return ClipEmbedder(tiny_clip_dir, batch_size=4)
+
+
+@pytest.fixture()
+def sample_folder(tmp_path) -> Path:
+    from mm_rag_components.testing import write_sample_folder
+
+    return write_sample_folder(tmp_path / "data")
