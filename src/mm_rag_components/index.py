@@ -79,9 +79,10 @@ def _record_id(modality: str, source: str | None, digest: str, part: int = 0) ->
 class MultimodalIndex:
     """Images and texts in Chroma, embedded with a CLIP-style model (and optionally a text model).
 
-    With ``text_embedder=None`` texts are embedded by the image embedder's text tower and share
-    one collection (one cosine scale). With a separate text embedder they live in a second
-    collection ``<collection>-text`` whose scores are on another scale (see retrieval).
+    Images live in the collection ``<collection>``, texts in ``<collection>-text`` (one collection
+    per modality, so per-modality top-k needs no metadata filter). With ``text_embedder=None``
+    texts are embedded by the image embedder's text tower: one space, one cosine scale. With a
+    separate text embedder the text scores are on another scale (see :mod:`.retrieval`).
     """
 
     def __init__(
@@ -131,10 +132,8 @@ class MultimodalIndex:
 
     @property
     def text_store(self) -> ChromaStore:
-        if self.text_embedder is None:
-            return self.image_store
         if self._text_store is None:
-            e = self.text_embedder
+            e = self.text_space_embedder
             self._text_store = ChromaStore(
                 self._client, f"{self.collection}-text", embedder_name=e.name, dimension=e.dimension
             )
@@ -145,12 +144,10 @@ class MultimodalIndex:
         return self.text_embedder or self.image_embedder
 
     def stores(self) -> list[ChromaStore]:
-        return [self.image_store] if self.shared_space else [self.image_store, self.text_store]
+        return [self.image_store, self.text_store]
 
     def count(self) -> dict[str, int]:
         """Records per modality."""
-        if self.shared_space:
-            return {m: len(self.image_store.ids({"modality": m})) for m in ("image", "text")}
         return {"image": self.image_store.count(), "text": self.text_store.count()}
 
     # ingest --------------------------------------------------------------------------------

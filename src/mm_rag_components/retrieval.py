@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .media import load_image
-from .store import ChromaStore, Hit
+from .store import Hit
 from .types import MODALITIES, Candidate, Query
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,11 +74,6 @@ def _normalise(vector: np.ndarray) -> np.ndarray:
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
-def _with_modality(where: dict[str, Any] | None, modality: str) -> dict[str, Any]:
-    clause = {"modality": modality}
-    return clause if not where else {"$and": [clause, where]}
-
-
 def query_vector(index: MultimodalIndex, query: Query, *, image_weight: float = 0.5, allow_urls: bool = False) -> np.ndarray:
     """The query's vector in the image embedder's space (composed queries fused, see module doc)."""
     embedder = index.image_embedder
@@ -110,22 +105,19 @@ def retrieve(index: MultimodalIndex, query: Query, options: RetrievalOptions | N
     shared_vector = query_vector(index, query, image_weight=options.image_weight, allow_urls=options.allow_urls)
     per_modality: dict[str, list[Hit]] = {}
     for modality in options.modalities:
-        store: ChromaStore
-        if modality == "image" or index.shared_space:
+        if modality == "image":
             store, vector = index.image_store, shared_vector
-            where = _with_modality(options.where, modality) if index.shared_space else options.where
-        else:
-            if not query.text:
-                note = "text collection skipped: it uses a separate text embedder and the query has no text"
-                logger.info(note)
-                notes.append(note)
-                continue
-            store, where = index.text_store, options.where
-            vector = index.text_embedder.embed_texts([query.text], show_progress=False)[0]  # type: ignore[union-attr]
-        if store.count() == 0:
-            per_modality[modality] = []
+        elif index.shared_space:
+            store, vector = index.text_store, shared_vector
+        elif not query.text:
+            note = "text collection skipped: it uses a separate text embedder and the query has no text"
+            logger.info(note)
+            notes.append(note)
             continue
-        per_modality[modality] = store.query(vector, options.k(modality), where=where)
+        else:
+            store = index.text_store
+            vector = index.text_embedder.embed_texts([query.text], show_progress=False)[0]  # type: ignore[union-attr]
+        per_modality[modality] = store.query(vector, options.k(modality), where=options.where)
 
     candidates: list[Candidate] = []
     if index.shared_space or len(per_modality) < 2:
