@@ -54,6 +54,13 @@ class Candidate:
     image_path: str | None = None
     score: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Inline image data (bytes, base64, PIL) when the candidate has no path or URL.
+    image: ImageSource | None = field(default=None, repr=False)
+
+    @property
+    def image_source(self) -> ImageSource | None:
+        """What to load this candidate's image from: inline data, else its path or URL."""
+        return self.image if self.image is not None else self.image_path
 
 
 @dataclass

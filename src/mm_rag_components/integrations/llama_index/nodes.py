@@ -45,19 +45,24 @@ def node_to_candidate(node_with_score: NodeWithScore) -> Candidate:
     image = _node_image(node)
     text = node.get_content() if hasattr(node, "get_content") else None
     metadata = dict(node.metadata or {})
+    is_reference = isinstance(image, str) and (is_url(image) or not _is_inline(node))
     return Candidate(
         id=node.node_id,
         modality="image" if image is not None else "text",
         text=text or None,
-        image_path=image if isinstance(image, str) else None,
+        image_path=image if is_reference else None,
         score=node_with_score.score,
-        metadata=metadata if image is None or isinstance(image, str) else {**metadata, "_image": image},
+        metadata=metadata,
+        image=None if is_reference else image,
     )
 
 
-def candidate_image(candidate: Candidate) -> ImageSource | None:
-    """The image source of a candidate: its path/URL, or inline data carried from a node."""
-    return candidate.metadata.get("_image", candidate.image_path)
+def _is_inline(node: BaseNode) -> bool:
+    """True when the node's image is base64 data rather than a path or URL."""
+    if isinstance(node, ImageNode):
+        return not (node.image_path or node.image_url) and bool(node.image)
+    resource = getattr(node, "image_resource", None)
+    return resource is not None and not getattr(resource, "path", None) and not getattr(resource, "url", None)
 
 
 def _node_image(node: BaseNode) -> ImageSource | None:
@@ -94,7 +99,6 @@ __all__ = [
     "MODALITY",
     "RETRIEVAL_SCORE",
     "SCORE_SCALE",
-    "candidate_image",
     "candidate_to_node",
     "node_to_candidate",
     "query_from_bundle",

@@ -1,0 +1,156 @@
+"""Pointwise prompt formats as data.
+
+A template is a system prompt, a list of user-turn parts and the answer token pair. Parts are
+literal text that may contain ``{instruction}``, ``{query}`` and ``{document}``, or one of the
+whole-part image slots ``{query_image}`` / ``{document_image}``. Empty parts (no query text, no
+candidate image …) are dropped. Put the query parts before the document parts and the scorer
+reuses the shared prefix's KV cache across candidates; templates that put the document first
+(MonoQwen2-VL) still work, reusing only what precedes the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+
+QUERY_IMAGE = "{query_image}"
+DOCUMENT_IMAGE = "{document_image}"
+_FIELDS = ("{instruction}", "{query}", "{document}")
+
+
+@dataclass(frozen=True)
+class PointwiseTemplate:
+    """A yes/no relevance prompt: ``system``, user ``parts``, and the ``yes``/``no`` answer words."""
+
+    name: str
+    parts: tuple[str, ...]
+    system: str | None = None
+    yes: str = "yes"
+    no: str = "no"
+    instruction: str = ""
+    #: Text the assistant turn starts with before the answer (e.g. an empty think block).
+    answer_prefix: str = ""
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not any("{document}" in p or p == DOCUMENT_IMAGE for p in self.parts):
+            raise ConfigError(f"template {self.name!r} has no {{document}} or {DOCUMENT_IMAGE} part")
+        if not any("{query}" in p or p == QUERY_IMAGE for p in self.parts):
+            raise ConfigError(f"template {self.name!r} has no {{query}} or {QUERY_IMAGE} part")
+        if self.yes == self.no:
+            raise ConfigError(f"template {self.name!r}: yes and no answers must differ")
+
+    @property
+    def document_first(self) -> bool:
+        """True when a document part comes before the last query part (no long shared prefix)."""
+        doc = min(i for i, p in enumerate(self.parts) if "{document}" in p or p == DOCUMENT_IMAGE)
+        query = max(i for i, p in enumerate(self.parts) if "{query}" in p or p == QUERY_IMAGE)
+        return doc < query
+
+    def messages(
+        self,
+        *,
+        query: str | None,
+        document: str | None,
+        query_image: bool,
+        document_image: bool,
+        instruction: str | None = None,
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Chat messages (content as typed parts) and the order of images in them.
+
+        The image order is a list of ``"query"`` / ``"document"`` labels, one per image slot used.
+        """
+        values = {
+            "{instruction}": self.instruction if instruction is None else instruction,
+            "{query}": query or "",
+            "{document}": document or "",
+        }
+        content: list[dict[str, Any]] = []
+        images: list[str] = []
+        for part in self.parts:
+            if part in (QUERY_IMAGE, DOCUMENT_IMAGE):
+                wanted = query_image if part == QUERY_IMAGE else document_image
+                if wanted:
+                    content.append({"type": "image"})
+                    images.append("query" if part == QUERY_IMAGE else "document")
+                continue
+            text = part
+            for key in _FIELDS:
+                text = text.replace(key, values[key])
+            if text:
+                content.append({"type": "text", "text": text})
+        messages: list[dict[str, Any]] = []
+        if self.system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
+        messages.append({"role": "user", "content": content})
+        return messages, images
+
+
+QWEN3_VL_RERANKER = PointwiseTemplate(
+    name="qwen3-vl-reranker",
+    system=(
+        'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+        'Note that the answer can only be "yes" or "no".'
+    ),
+    parts=("<Instruct>: {instruction}", "\n<Query>: ", QUERY_IMAGE, "{query}", "\n<Document>: ", DOCUMENT_IMAGE, "{document}"),
+    instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    answer_prefix="<think>\n\n</think>\n\n",
+    description="Qwen3-(VL-)Reranker / lychee-rerank format: system judge prompt, Instruct/Query/Document, yes/no.",
+)
+
+MONOQWEN2_VL = PointwiseTemplate(
+    name="monoqwen2-vl",
+    parts=(
+        DOCUMENT_IMAGE,
+        "{document}",
+        "Assert the relevance of the previous image document to the following query, answer True or False. "
+        "The query is: {query}",
+    ),
+    yes="True",
+    no="False",
+    description="MonoQwen2-VL: image document first, then the query; True/False.",
+)
+
+RETLLM = PointwiseTemplate(
+    name="retllm",
+    parts=(
+        "Query: ",
+        QUERY_IMAGE,
+        "{query}",
+        "\nCandidate: ",
+        DOCUMENT_IMAGE,
+        "{document}",
+        "\nDoes the candidate match the query? Answer True or False.",
+    ),
+    yes="True",
+    no="False",
+    description="RetLLM-style: query, candidate, a True/False question.",
+)
+
+BUILTIN_TEMPLATES: dict[str, PointwiseTemplate] = {t.name: t for t in (QWEN3_VL_RERANKER, MONOQWEN2_VL, RETLLM)}
+DEFAULT_TEMPLATE = QWEN3_VL_RERANKER.name
+
+
+def get_template(template: str | PointwiseTemplate) -> PointwiseTemplate:
+    """A built-in template by name, or the user's own template unchanged."""
+    if isinstance(template, PointwiseTemplate):
+        return template
+    try:
+        return BUILTIN_TEMPLATES[template]
+    except KeyError:
+        raise ConfigError(f"unknown template {template!r}; built-ins: {sorted(BUILTIN_TEMPLATES)}") from None
+
+
+__all__ = [
+    "BUILTIN_TEMPLATES",
+    "DEFAULT_TEMPLATE",
+    "DOCUMENT_IMAGE",
+    "MONOQWEN2_VL",
+    "PointwiseTemplate",
+    "QUERY_IMAGE",
+    "QWEN3_VL_RERANKER",
+    "RETLLM",
+    "get_template",
+]
