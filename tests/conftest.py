@@ -31,3 +31,23 @@ def sample_folder(tmp_path) -> Path:
     from mm_rag_components.testing import write_sample_folder
 
     return write_sample_folder(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dirs(tmp_path_factory) -> dict:
+    """Tiny random-weight Idefics3 (SmolVLM), LLaVA and causal LM directories."""
+    from mm_rag_components.testing import build_tiny_causal_lm, build_tiny_idefics3, build_tiny_llava
+
+    root = tmp_path_factory.mktemp("vlms")
+    return {
+        "idefics3": build_tiny_idefics3(root / "idefics3"),
+        "llava": build_tiny_llava(root / "llava"),
+        "causal": build_tiny_causal_lm(root / "causal"),
+    }
+
+
+@pytest.fixture(scope="session")
+def drawn_images(tmp_path_factory) -> list:
+    from mm_rag_components.testing import write_sample_folder
+
+    return sorted(write_sample_folder(tmp_path_factory.mktemp("drawn")).glob("*.png"))

