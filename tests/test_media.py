@@ -2,7 +2,10 @@
 
 import base64
 import io
+import random
+import urllib.request
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -10,30 +13,71 @@ from mm_rag_components.errors import MediaError
 from mm_rag_components.media import content_hash, load_image, load_image_with_hash
 
 
-def png_bytes(colour=(255, 0, 0), size=(8, 6), mode="RGB") -> bytes:
+def encoded(colour=(255, 0, 0), size=(8, 6), mode="RGB", fmt="PNG", **save) -> bytes:
     buf = io.BytesIO()
-    Image.new(mode, size, colour).save(buf, format="PNG")
+    Image.new(mode, size, colour).save(buf, format=fmt, **save)
     return buf.getvalue()
 
 
 def test_every_source_kind_gives_the_same_rgb_image(tmp_path):
-    data = png_bytes()
+    data = encoded()
     path = tmp_path / "x.png"
     path.write_bytes(data)
     b64 = base64.b64encode(data).decode()
-    sources = [path, str(path), data, b64, "data:image/png;base64," + b64]
+    sources = [path, str(path), data, bytearray(data), b64, "data:image/png;base64," + b64]
     hashes = {load_image_with_hash(s).sha256 for s in sources}
     assert hashes == {content_hash(data)}
+    assert load_image_with_hash(path).origin == str(path)
     for source in sources:
         img = load_image(source)
         assert img.mode == "RGB" and img.size == (8, 6) and img.getpixel((0, 0)) == (255, 0, 0)
-    pil = load_image(Image.new("L", (3, 3), 128))
-    assert pil.mode == "RGB" and pil.getpixel((1, 1)) == (128, 128, 128)
+    pil = load_image(Image.open(path))
+    assert pil.mode == "RGB" and pil.getpixel((0, 0)) == (255, 0, 0)
 
 
-def test_transparency_is_flattened_on_white():
-    img = load_image(png_bytes((0, 0, 0, 0), mode="RGBA"))
-    assert img.mode == "RGB" and img.getpixel((0, 0)) == (255, 255, 255)
+def test_base64_strings_containing_slashes_are_not_mistaken_for_paths():
+    jpeg = encoded((0, 128, 0), size=(8, 8), fmt="JPEG")
+    b64 = base64.b64encode(jpeg).decode()
+    assert b64.startswith("/9j/")  # every JPEG's base64 starts like an absolute path
+    assert load_image(b64).size == (8, 8)
+
+
+def test_long_base64_strings_decode_instead_of_failing_as_file_names():
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    b64 = base64.b64encode(buf.getvalue()).decode()
+    assert len(b64) > 5000
+    assert load_image(b64).size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    "mode, colour, expected",
+    [
+        ("L", 128, (128, 128, 128)),
+        ("P", 3, None),  # palette index 3 → whatever colour the palette holds, as RGB
+        ("RGBA", (0, 0, 0, 0), (255, 255, 255)),  # transparent pixels flattened on white
+        ("LA", (10, 255), (10, 10, 10)),
+        ("CMYK", (0, 0, 0, 0), (255, 255, 255)),
+    ],
+)
+def test_other_modes_become_rgb(mode, colour, expected):
+    img = load_image(encoded(colour, mode=mode, fmt="TIFF" if mode == "CMYK" else "PNG"))
+    assert img.mode == "RGB" and img.size == (8, 6)
+    if expected is not None:
+        assert img.getpixel((0, 0)) == expected
+    pil = load_image(Image.new(mode, (3, 3), colour))
+    assert pil.mode == "RGB"
+
+
+def test_16_bit_greyscale_keeps_its_tones():
+    ramp = (np.arange(64, dtype=np.uint16) * 1024).reshape(8, 8)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    img = load_image(buf.getvalue())
+    values = np.asarray(img)[..., 0].ravel()
+    assert img.mode == "RGB"
+    np.testing.assert_allclose(values, ramp.ravel() / 257, atol=1)  # not clipped to white
 
 
 def test_exif_orientation_is_applied():
@@ -43,18 +87,40 @@ def test_exif_orientation_is_applied():
     buf = io.BytesIO()
     img.save(buf, format="JPEG", exif=exif)
     assert load_image(buf.getvalue()).size == (20, 40)
+    assert load_image(Image.open(io.BytesIO(buf.getvalue()))).size == (20, 40)
 
 
-def test_urls_are_refused_unless_enabled():
-    with pytest.raises(MediaError, match="allow_urls"):
-        load_image("https://example.com/cat.png")
+def test_urls_are_refused_unless_enabled_and_never_fetched(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a URL was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    for url in ("https://example.com/cat.png", "HTTP://example.com/cat.jpg"):
+        with pytest.raises(MediaError, match="allow_urls"):
+            load_image(url)
 
 
 def test_pixel_limit_guards_against_bombs_and_can_be_raised():
-    data = png_bytes(size=(3000, 3000))
-    with pytest.raises(MediaError, match="exceeds the limit"):
+    data = encoded(size=(3000, 3000))
+    with pytest.raises(MediaError, match="exceeds the limit of 1,000,000"):
         load_image(data, max_pixels=1_000_000)
     assert load_image(data, max_pixels=10_000_000).size == (3000, 3000)
+    assert load_image(data, max_pixels=None).size == (3000, 3000)
+    with pytest.raises(MediaError, match="exceeds the limit"):
+        load_image(Image.new("RGB", (100, 100)), max_pixels=9_999)
+
+
+def _random_bytes() -> bytes:
+    return random.Random(0).randbytes(2048)
+
+
+def _half_a_noisy_jpeg() -> bytes:
+    """A JPEG whose header is intact but whose pixel data stops half way."""
+    noise = np.random.default_rng(1).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="JPEG")
+    data = buf.getvalue()
+    return data[: len(data) // 2]
 
 
 @pytest.mark.parametrize(
@@ -62,23 +128,40 @@ def test_pixel_limit_guards_against_bombs_and_can_be_raised():
     [
         (b"", "empty"),
         (b"this is text, not an image", "not a recognised image"),
-        (png_bytes(size=(64, 64))[:60], "truncated|cannot open|corrupt"),
+        (_random_bytes(), "not a recognised image"),
+        (encoded(size=(64, 64))[:60], "truncated|cannot open|corrupt"),
+        (_half_a_noisy_jpeg(), "corrupt or truncated"),
     ],
+    ids=["zero-bytes", "text-named-jpg", "random-bytes", "truncated-png", "truncated-jpeg-body"],
 )
-def test_bad_bytes_raise_media_error(tmp_path, payload, match):
+def test_bad_files_raise_media_error_naming_the_file(tmp_path, payload, match):
     path = tmp_path / "bad.jpg"
     path.write_bytes(payload)
-    with pytest.raises(MediaError, match=match):
+    with pytest.raises(MediaError, match=match) as info:
         load_image(path)
+    assert "bad.jpg" in str(info.value)
+    with pytest.raises(MediaError):
+        load_image(payload)
 
 
-def test_missing_file_and_garbage_string():
+def test_missing_file_and_garbage_strings():
     with pytest.raises(MediaError, match="no such file"):
         load_image("/no/such/image.png")
+    with pytest.raises(MediaError, match="no such file"):
+        load_image("photos/cat")
     with pytest.raises(MediaError, match="neither"):
         load_image("not base64 !!!")
+    with pytest.raises(MediaError, match="base64"):
+        load_image("data:image/png,%89PNG")
+    with pytest.raises(MediaError, match="unsupported image source type"):
+        load_image(12345)
 
 
 def test_content_hash_is_stable():
     assert content_hash(b"abc") == content_hash("abc") == content_hash(b"abc")
     assert content_hash(b"abc") != content_hash(b"abd")
+    data = encoded()
+    assert load_image_with_hash(data).sha256 == load_image_with_hash(bytes(data)).sha256 == content_hash(data)
+    first = load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 3))).sha256
+    assert first == load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 3))).sha256
+    assert first != load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 4))).sha256

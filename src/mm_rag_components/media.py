@@ -81,12 +81,24 @@ def read_image_bytes(
             raise MediaError(f"URL image sources are disabled; pass allow_urls=True to fetch {source!r}")
         return _download(source, max_download_bytes, timeout), source
     if source.startswith("data:"):
-        _, _, payload = source.partition(",")
+        header, comma, payload = source.partition(",")
+        if not comma or ";base64" not in header.lower():
+            raise MediaError("a data: URI image must be base64-encoded (data:image/...;base64,...)")
         return _b64decode(payload), None
     path = Path(source)
-    if _looks_like_path(source) or path.exists():
+    if _exists(path):
         return _read_file(path), str(path)
-    return _b64decode(source), None
+    # Base64 text may contain "/" (every JPEG's starts with "/9j/"), so it is tried before
+    # deciding the string was meant as a path. No real image encodes to fewer than 24 bytes.
+    try:
+        data = _b64decode(source)
+    except MediaError:
+        if _looks_like_path(source):
+            raise MediaError(f"{source}: no such file") from None
+        raise
+    if len(data) < 24 and _looks_like_path(source):
+        raise MediaError(f"{source}: no such file")
+    return data, None
 
 
 def load_image(
@@ -151,6 +163,8 @@ def _normalise(img: "Image.Image") -> "Image.Image":
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - broken EXIF must not lose the image
         pass
+    if img.mode.startswith("I"):  # 16/32-bit greyscale: PIL's convert would clip to white
+        img = _to_8bit(img)
     if img.mode != "RGB":
         if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
             from PIL import Image
@@ -164,6 +178,20 @@ def _normalise(img: "Image.Image") -> "Image.Image":
     return img
 
 
+def _to_8bit(img: "Image.Image") -> "Image.Image":
+    """Map 16-bit (``I;16*``) or 32-bit integer (``I``) greyscale to 8-bit ``L``."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(img).astype(np.float64)
+    top = float(values.max()) if values.size else 0.0
+    if img.mode.startswith("I;16") or 255 < top <= 65535:
+        values = values / 257.0
+    elif top > 65535:
+        values = values * (255.0 / top)
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+
+
 def _check_pixels(size: tuple[int, int], max_pixels: int | None, where: str) -> None:
     width, height = size
     if width <= 0 or height <= 0:
@@ -173,6 +201,14 @@ def _check_pixels(size: tuple[int, int], max_pixels: int | None, where: str) -> 
             f"{where}: {width}x{height} = {width * height:,} pixels exceeds the limit of "
             f"{max_pixels:,} (possible decompression bomb; raise max_pixels to allow it)"
         )
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()`` that answers False for strings no file system accepts (too long, NUL)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _read_file(path: Path) -> bytes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -20,10 +21,25 @@ logger = logging.getLogger(__name__)
 #: Inputs longer than this show a progress bar unless ``show_progress=False``.
 PROGRESS_THRESHOLD = 256
 
+#: ``dtype`` strings we accept, mapped to the name of the torch dtype.
+DTYPES: dict[str, str] = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+
 
 @runtime_checkable
 class Embedder(Protocol):
-    """Turns texts (and, for dual encoders, images) into L2-normalised float32 vectors."""
+    """Turns texts (and, for dual encoders, images) into L2-normalised float32 vectors.
+
+    ``embed_texts`` / ``embed_images`` return shape ``(n, dimension)``; an empty input gives
+    ``(0, dimension)``. A text-only embedder's ``embed_images`` raises ``ConfigError``.
+    """
 
     name: str
     modalities: frozenset[str]
@@ -40,9 +56,9 @@ class Embedder(Protocol):
     ) -> np.ndarray: ...
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def _batches(items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any]]]:
     for start in range(0, len(items), size):
-        yield items[start : start + size]
+        yield start, items[start : start + size]
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -51,8 +67,31 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def _check_batch_size(size: object) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1, got {size!r}")
+    return size
+
+
+def _check_dtype(dtype: object) -> object:
+    if dtype is None or type(dtype).__module__ == "torch":  # None or a torch.dtype
+        return dtype
+    if isinstance(dtype, str) and dtype.lower() in DTYPES:
+        return DTYPES[dtype.lower()]
+    raise ConfigError(f"dtype must be None, a torch.dtype or one of {sorted(DTYPES)}, got {dtype!r}")
+
+
+def _looks_local(source: str) -> bool:
+    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
+
+
 class SentenceTransformerEmbedder:
-    """Shared base: a lazily loaded ``SentenceTransformer`` and batched, normalised encoding."""
+    """Shared base: a lazily loaded ``SentenceTransformer`` and batched, normalised encoding.
+
+    Subclasses set ``default_model`` and ``required_modalities``. ``name`` identifies the model
+    (the hub name as given, or the resolved local directory), so an index can tell when it was
+    built with another model.
+    """
 
     default_model: str = ""
     required_modalities: frozenset[str] = frozenset({"text"})
@@ -62,25 +101,26 @@ class SentenceTransformerEmbedder:
         model_name_or_path: str | Path | None = None,
         *,
         device: str | None = None,
-        dtype: str | None = None,
+        dtype: Any = None,
         batch_size: int = 32,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         local_files_only: bool | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = _check_batch_size(batch_size)
+        self.dtype = _check_dtype(dtype)
         source = str(model_name_or_path or self.default_model)
         path = Path(source).expanduser()
         self.model_name_or_path = str(path.resolve()) if path.exists() else source
         self.name = self.model_name_or_path
         self.device = device
-        self.dtype = dtype
-        self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.local_files_only = local_files_only
         self.trust_remote_code = trust_remote_code
         self._model: Any = None
+        self._dimension: int | None = None
+        self._encode_options: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -93,26 +133,45 @@ class SentenceTransformerEmbedder:
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
+        with self._lock:
+            if self._model is None:
+                model = self._check_modalities(self._load_from(self.model_name_or_path))
+                self._encode_options = self._options_for(model)
+                self._model = model
+        return self._model
+
+    def _options_for(self, model: Any) -> dict[str, Any]:
+        """Extra keyword arguments for ``model.encode`` (a hook for model families that need them)."""
+        return {}
+
+    def _load_from(self, source: str) -> Any:
+        """Build the ``SentenceTransformer``; every failure becomes one plain :class:`ModelError`."""
         import torch
         from sentence_transformers import SentenceTransformer
 
+        if _looks_local(source) and not Path(source).expanduser().exists():
+            raise ModelError(
+                f"cannot load embedding model {source!r}: no such directory; pass an existing local model directory"
+            )
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
         model_kwargs = {"dtype": dtype} if dtype is not None else None
         try:
-            model = SentenceTransformer(
-                self.model_name_or_path,
+            return SentenceTransformer(
+                source,
                 device=device,
                 model_kwargs=model_kwargs,
                 local_files_only=bool(self.local_files_only),
                 trust_remote_code=self.trust_remote_code,
             )
         except Exception as exc:  # noqa: BLE001 - every loading failure becomes one plain ModelError
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
             raise ModelError(
-                f"cannot load embedding model {self.model_name_or_path!r} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); pass a local model directory "
-                "or make sure the Hugging Face hub is reachable"
+                f"cannot load embedding model {source!r} ({type(exc).__name__}: {detail}); pass a local "
+                "model directory, or make sure the Hugging Face hub is reachable (HF_HUB_OFFLINE unset)"
             ) from exc
+
+    def _check_modalities(self, model: Any) -> Any:
         have = frozenset(getattr(model, "modalities", ["text"]))
         missing = self.required_modalities - have
         if missing:
@@ -120,32 +179,44 @@ class SentenceTransformerEmbedder:
                 f"{self.model_name_or_path!r} cannot embed {sorted(missing)} (it supports {sorted(have)}); "
                 f"{type(self).__name__} needs a model with {sorted(self.required_modalities)}"
             )
-        self._model = model
         return model
 
     @property
     def dimension(self) -> int:
-        model = self._load()
-        dim = model.get_embedding_dimension()
-        if dim is None:
-            dim = int(self.embed_texts(["dimension probe"]).shape[1])
-        return int(dim)
+        """Length of each embedding (loads the model on first access)."""
+        if self._dimension is None:
+            dim = self._load().get_embedding_dimension()
+            if dim is None:
+                dim = self._encode(["dimension probe"], 1).shape[1]
+            self._dimension = int(dim)
+        return self._dimension
 
     # encoding ------------------------------------------------------------------------------
     def _encode(self, inputs: list[Any], batch_size: int) -> np.ndarray:
+        """One batch through ``SentenceTransformer.encode`` → normalised float32 rows."""
         model = self._load()
         vectors = model.encode(
-            inputs, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            inputs,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            **self._encode_options,
         )
         return _normalise(vectors)
 
-    def _run(self, items: Sequence[Any], prepare, batch_size: int | None, show_progress: bool | None, unit: str) -> np.ndarray:
-        size = batch_size or self.batch_size
-        if size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {size}")
+    def _run(
+        self,
+        items: Sequence[Any],
+        prepare: Callable[[Sequence[Any], int], list[Any]],
+        batch_size: int | None,
+        show_progress: bool | None,
+        unit: str,
+    ) -> np.ndarray:
+        size = self.batch_size if batch_size is None else _check_batch_size(batch_size)
         if len(items) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        show = len(items) > PROGRESS_THRESHOLD if show_progress is None else show_progress
+        show = len(items) > PROGRESS_THRESHOLD if show_progress is None else bool(show_progress)
         parts: list[np.ndarray] = []
         progress = None
         if show:
@@ -153,35 +224,41 @@ class SentenceTransformerEmbedder:
 
             progress = tqdm(total=len(items), desc=f"embedding {unit}", unit=unit)
         try:
-            for offset, chunk in zip(range(0, len(items), size), _batches(items, size)):
+            for offset, chunk in _batches(items, size):
                 parts.append(self._encode(prepare(chunk, offset), size))
                 if progress is not None:
                     progress.update(len(chunk))
         finally:
             if progress is not None:
                 progress.close()
-        return np.concatenate(parts, axis=0)
+        out = np.concatenate(parts, axis=0)
+        self._dimension = int(out.shape[1])
+        return out
 
     def embed_texts(
         self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool | None = None
     ) -> np.ndarray:
         """Embed ``texts`` → float32 array of shape (n, d) with unit-norm rows."""
-        if isinstance(texts, str):
+        if isinstance(texts, (str, bytes)):
             raise ConfigError("embed_texts takes a sequence of strings, not a single string")
+        texts = list(texts)
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise ConfigError(f"embed_texts: items {bad[:5]} are not strings")
-        return self._run(list(texts), lambda chunk, _: list(chunk), batch_size, show_progress, "texts")
+        return self._run(texts, lambda chunk, _: list(chunk), batch_size, show_progress, "texts")
 
     def embed_images(
         self, images: Sequence[ImageSource], *, batch_size: int | None = None, show_progress: bool | None = None
     ) -> np.ndarray:
         """Decode and embed ``images`` → float32 array (n, d) with unit-norm rows.
 
-        Images are decoded one batch at a time, so memory stays bounded for long inputs.
+        Images are decoded one batch at a time, so memory stays bounded for long inputs; an
+        undecodable one raises :class:`MediaError` naming its position.
         """
         if "image" not in self.required_modalities:
             raise ConfigError(f"{type(self).__name__} embeds text only; use ClipEmbedder for images")
+        if isinstance(images, (str, bytes, bytearray, Path)) or hasattr(images, "getpixel"):
+            raise ConfigError("embed_images takes a sequence of images, not a single image")
 
         def decode(chunk: Sequence[ImageSource], offset: int) -> list[Any]:
             decoded = []
@@ -195,4 +272,4 @@ class SentenceTransformerEmbedder:
         return self._run(list(images), decode, batch_size, show_progress, "images")
 
 
-__all__ = ["Embedder", "PROGRESS_THRESHOLD", "SentenceTransformerEmbedder"]
+__all__ = ["DTYPES", "Embedder", "PROGRESS_THRESHOLD", "SentenceTransformerEmbedder"]

@@ -16,6 +16,8 @@ _LAZY: dict[str, str] = {
     "build_tiny_clip": "clip",
     "build_clip_vit_b32_random": "clip",
     "build_tiny_text_embedder": "clip",
+    "build_tiny_siglip": "clip",
+    "shared_clip_processor_dir": "clip",
     "build_tiny_idefics3": "vlm",
     "build_tiny_llava": "vlm",
     "build_tiny_causal_lm": "vlm",

@@ -116,22 +116,32 @@ def build_tiny_idefics3(path: str | Path, *, seed: int = 0, **overrides: Any) ->
     )
 
 
-def build_smolvlm_256m_random(path: str | Path, *, seed: int = 0) -> Path:
-    """SmolVLM-256M's shapes with random weights: SmolLM2-135M text, SigLIP-B/16-512 vision, no splitting."""
-    return _idefics3(
+def build_smolvlm_256m_random(path: str | Path, *, seed: int = 0, image_size: int = 512, text_layers: int = 30) -> Path:
+    """SmolVLM-256M's shapes with random weights: SmolLM2-135M text, SigLIP-B/16-512 vision, no splitting.
+
+    ``image_size`` / ``text_layers`` shrink it for quick benchmark runs (defaults: the real shapes).
+    Re-running with the same arguments reuses a finished directory.
+    """
+    marker = Path(path) / "mm_rag_builder.txt"
+    recipe = repr(("smolvlm-256m", seed, image_size, text_layers))
+    if marker.is_file() and marker.read_text() == recipe:
+        return Path(path)
+    built = _idefics3(
         path,
         seed=seed,
-        text={"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+        text={"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": text_layers,
               "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192,
               "rope_theta": 100000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
               "head_dim": 64},
         vision={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                "num_attention_heads": 12, "image_size": 512, "patch_size": 16},
-        image_px=512,
+                "num_attention_heads": 12, "image_size": image_size, "patch_size": 16},
+        image_px=image_size,
         scale_factor=4,
         vocab_size=49280,
         overrides={},
     )
+    marker.write_text(recipe)
+    return built
 
 
 def build_tiny_llava(path: str | Path, *, seed: int = 0, **overrides: Any) -> Path:
