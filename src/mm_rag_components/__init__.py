@@ -36,6 +36,12 @@ _LAZY: dict[str, str] = {
     "PointwiseReranker": "integrations.llama_index.pointwise",
     "ListwiseReranker": "integrations.llama_index.listwise",
     "RelevanceFilter": "integrations.llama_index.filters",
+    "TransformersScorer": "scoring.transformers_scorer",
+    "PointwiseTemplate": "scoring.templates",
+    "Calibration": "calibration",
+    "fit_calibration": "calibration",
+    "expected_calibration_error": "calibration",
+    "FilterPolicy": "filters",
 }
 
 
