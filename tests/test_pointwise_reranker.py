@@ -114,3 +114,18 @@ def test_real_model_reranks_retrieved_images_in_a_query_engine(tmp_path, clip_em
         assert n.score == pytest.approx(meta["rerank_score"])
     image_query = reranker.postprocess_nodes(retriever.retrieve("red"), QueryBundle("", image_path=str(sample_folder / "red_circle.png")))
     assert len(image_query) == 3
+
+
+def test_calibration_loaded_from_json(tmp_path):
+    from mm_rag_components import fit_calibration
+
+    rng = np.random.default_rng(0)
+    logodds = rng.normal(0, 3, 400)
+    labels = (rng.random(400) < 1 / (1 + np.exp(-logodds / 3))).astype(int)  # over-confident raw scores
+    path = tmp_path / "cal.json"
+    fit_calibration(logodds, labels).save(path)
+    reranker = PointwiseReranker(scorer=FixedScorer({"a": 3.0, "b": -1.0}), calibration=str(path))
+    out = reranker.postprocess_nodes(nodes_for([("a", 0.1), ("b", 0.2)]), QueryBundle("q"))
+    assert [n.node.node_id for n in out] == ["a", "b"]
+    calibrated = out[0].node.metadata["calibrated_score"]
+    assert out[0].score == calibrated and 0.5 < calibrated < 1 / (1 + math.exp(-3.0))
