@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_attributes
 
 _LAZY: dict[str, str] = {
     "MultimodalRetriever": "retriever",
@@ -16,11 +15,6 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = list(_LAZY)
