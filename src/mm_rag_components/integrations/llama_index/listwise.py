@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
@@ -15,9 +13,7 @@ from ...errors import ConfigError
 from ...rerank.listwise import DEFAULT_MAX_IMAGE_PIXELS, ListwiseGenerator, ListwiseRanker, ListwiseResult
 from ...rerank.listwise_prompts import COT_PROMPT, ListwisePrompt
 from ...types import Candidate
-from .nodes import node_to_candidate, query_from_bundle, reorder_nodes
-
-dispatcher = get_dispatcher(__name__)
+from .rerank_common import begin_rerank, end_rerank
 
 
 class ListwiseReranker(BaseNodePostprocessor):
@@ -113,21 +109,14 @@ class ListwiseReranker(BaseNodePostprocessor):
         return self._last_result
 
     def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None):
-        if query_bundle is None:
-            raise ConfigError("ListwiseReranker needs a query (text, image, or both)")
-        dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._model_name)
-        )
-        return query_from_bundle(query_bundle), [node_to_candidate(n) for n in nodes]
+        return begin_rerank(nodes, query_bundle, top_n=self.top_n, model_name=self._model_name, who="ListwiseReranker")
 
     def _end(self, nodes: list[NodeWithScore], candidates: list[Candidate], result: ListwiseResult) -> list[NodeWithScore]:
         self._last_result = result
         for index in result.order:
             candidates[index].metadata.update(self._ranker.result_metadata(result, index))
         order = result.order[: self.top_n] if self.top_n is not None else result.order
-        out = reorder_nodes(nodes, candidates, ((candidates[i], result.scores[i]) for i in order))
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+        return end_rerank(nodes, candidates, ((candidates[i], result.scores[i]) for i in order))
 
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None

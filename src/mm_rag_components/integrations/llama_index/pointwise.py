@@ -6,17 +6,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from ...errors import ConfigError
 from ...rerank.pointwise import Calibrator, arerank_pointwise, rerank_pointwise
 from ...scoring.base import RelevanceScorer
-from .nodes import node_to_candidate, query_from_bundle, reorder_nodes
-
-dispatcher = get_dispatcher(__name__)
+from .rerank_common import begin_rerank, end_rerank
 
 
 class PointwiseReranker(BaseNodePostprocessor):
@@ -71,17 +67,11 @@ class PointwiseReranker(BaseNodePostprocessor):
         return self._scorer
 
     def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None):
-        if query_bundle is None:
-            raise ConfigError("PointwiseReranker needs a query (text, image, or both)")
-        dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=self._scorer.name)
-        )
-        return query_from_bundle(query_bundle), [node_to_candidate(n) for n in nodes]
+        return begin_rerank(nodes, query_bundle, top_n=self.top_n, model_name=self._scorer.name, who="PointwiseReranker")
 
-    def _end(self, nodes, candidates, ranked) -> list[NodeWithScore]:
-        out = reorder_nodes(nodes, candidates, ((r.candidate, r.score) for r in ranked))
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+    @staticmethod
+    def _end(nodes, candidates, ranked) -> list[NodeWithScore]:
+        return end_rerank(nodes, candidates, ((r.candidate, r.score) for r in ranked))
 
     def _options(self) -> dict[str, Any]:
         return {"top_n": self.top_n, "fusion_weight": self.fusion_weight, "calibration": self._calibration}
