@@ -1,12 +1,15 @@
-"""A real Chroma server (`chroma run` on 127.0.0.1) used through HttpClient."""
+"""A real Chroma server (`chroma run` on 127.0.0.1) used through HttpClient, then stopped."""
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from fake_models import ColourShapeEmbedder
 
 from mm_rag_components import MultimodalIndex, Query
 from mm_rag_components.errors import StoreError
@@ -20,44 +23,81 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def chroma_server(tmp_path_factory):
+@contextlib.contextmanager
+def chroma_run(data: Path, log: Path):
+    """Start `chroma run` (the CLI beside this interpreter), wait for its heartbeat, stop it after."""
     chroma = Path(sys.executable).with_name("chroma")
     assert chroma.exists(), "the chroma CLI ships with chromadb"
     port = free_port()
-    log = tmp_path_factory.mktemp("chroma-log") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(chroma), "run", "--path", str(tmp_path_factory.mktemp("chroma-data")), "--host", "127.0.0.1", "--port", str(port)],
+            [str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"chroma server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.3)
-        yield port
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chroma server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield proc, port
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("chroma")
+    with chroma_run(root / "data", root / "server.log") as (_, port):
+        yield port
 
 
 def test_index_and_retrieve_through_http_client(chroma_server, clip_embedder, sample_folder):
     index = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=clip_embedder, collection="served")
     assert index.ingest_folder(sample_folder).added == 15
     result = retrieve(index, Query(image=sample_folder / "red_triangle.png"), RetrievalOptions(modalities=["image"], top_k=1))
-    assert result.candidates[0].image_path.endswith("red_triangle.png")
+    assert result[0].image_path == str(sample_folder / "red_triangle.png")
+    assert result[0].score == pytest.approx(1.0, abs=1e-4)
     again = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=clip_embedder, collection="served")
     assert again.ingest_folder(sample_folder).unchanged == 15
+    assert again.delete(sample_folder / "red_triangle.png") == 1
+    assert again.count() == {"image": 11, "text": 3}
 
 
-def test_unreachable_server_is_a_store_error(clip_embedder):
+def test_filters_and_embedder_check_on_the_server(chroma_server, sample_folder):
+    index = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=ColourShapeEmbedder(), collection="fake")
+    index.ingest_folder(sample_folder, metadata={"batch": "one"})
+    hits = index.retrieve("a green square", modalities=["image"], top_k=3, where={"batch": "one"})
+    assert hits[0].image_path.endswith("green_square.png")
+    assert index.retrieve("green", where={"batch": "two"}) == []
+    other = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=ColourShapeEmbedder(name="another"), collection="fake")
+    with pytest.raises(StoreError, match="was built with embedder 'fake-colour-shape'"):
+        other.count()
+
+
+def test_server_going_away_is_a_store_error(tmp_path, sample_folder):
+    with chroma_run(tmp_path / "data", tmp_path / "server.log") as (proc, port):
+        index = MultimodalIndex(None, host="127.0.0.1", port=port, image_embedder=ColourShapeEmbedder(), collection="brief")
+        assert index.ingest_folder(sample_folder).added == 15
+        proc.terminate()
+        proc.wait(timeout=20)
+        with pytest.raises(StoreError, match=r"Chroma query on collection 'brief(-text)?' failed: "):
+            index.retrieve("red")
+    assert proc.poll() is not None
+
+
+def test_unreachable_server_is_a_store_error():
     port = free_port()
     with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
-        client = make_client(None, host="127.0.0.1", port=port)
-        client.heartbeat()
+        make_client(None, host="127.0.0.1", port=port)

@@ -3,6 +3,10 @@
 Record ids derive from the source and the sha256 of the content, so re-ingesting an unchanged
 file embeds nothing, a changed file replaces its old records, and files that vanished can be
 removed. Bad files are skipped and reported with a reason; they never abort a run.
+
+The pipeline streams: files are walked lazily and handled in windows of ``batch_size`` sources.
+For each window the store is asked once which records exist; only new or changed images are
+decoded, and at most one window of decoded images is alive at a time.
 """
 
 from __future__ import annotations
@@ -12,32 +16,36 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigError, MediaError
-from .media import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, content_hash, decode_image, load_image_with_hash, read_image_bytes
+from .errors import ConfigError, MediaError, ModelError
+from .media import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, content_hash, decode_image, is_url, load_image_with_hash, read_image_bytes
 from .store import ChromaStore, flatten_metadata, make_client
-from .types import Item
+from .types import Item, Query
 
 if TYPE_CHECKING:  # pragma: no cover
-    from PIL import Image
-
     from .embedders import Embedder
+    from .retrieval import RetrievalResult
 
 logger = logging.getLogger(__name__)
 
 TEXT_SUFFIXES = frozenset({".txt", ".md"})
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
+    """A bad input that was not indexed: ``(source, reason)``."""
+
     source: str
     reason: str
 
 
 @dataclass
 class IngestReport:
-    """What an ingest run did. ``skipped`` lists every bad input with the reason."""
+    """What an ingest run did, counted per source (file or item).
+
+    ``records`` counts the records written (a text file gives one per chunk); ``ignored``
+    counts files whose type is not ingested; ``skipped`` lists every bad input with the reason.
+    """
 
     added: int = 0
     updated: int = 0
@@ -49,6 +57,7 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing was skipped."""
         return not self.skipped
 
     def summary(self) -> str:
@@ -60,16 +69,19 @@ class IngestReport:
 
 
 @dataclass
-class _Pending:
-    """One source's records waiting for embedding."""
+class _Entry:
+    """One source read and hashed, waiting for the existence check and (maybe) embedding."""
 
+    label: str
     source: str | None
+    modality: str
     ids: list[str]
     metadatas: list[dict[str, Any]]
     documents: list[str | None]
-    payloads: list[Any]  # decoded images or text chunks
-    store: ChromaStore
-    modality: str
+    #: texts: the chunks; images: one element, raw bytes or an already decoded PIL image
+    payloads: list[Any]
+    stale: set[str] = field(default_factory=set)
+    updated: bool = False
 
 
 def _record_id(modality: str, source: str | None, digest: str, part: int = 0) -> str:
@@ -79,10 +91,17 @@ def _record_id(modality: str, source: str | None, digest: str, part: int = 0) ->
 class MultimodalIndex:
     """Images and texts in Chroma, embedded with a CLIP-style model (and optionally a text model).
 
+    Args: ``path`` of the embedded Chroma database, or ``host``/``port`` of a Chroma server, or a
+    ready chromadb ``client``; ``image_embedder`` (an :class:`~mm_rag_components.embedders.Embedder`
+    with the ``image`` modality); ``text_embedder`` (``None``: texts go through the image
+    embedder's text tower, one shared space); ``collection`` name; ``chunk_size`` /
+    ``chunk_overlap`` of LlamaIndex's ``SentenceSplitter`` (tokens; default 60 in the shared CLIP
+    space, whose text tower sees 77 tokens, else 256); ``batch_size`` (sources per window and
+    inputs per embedding call); ``max_pixels`` (decompression-bomb guard); ``telemetry``.
+
     Images live in the collection ``<collection>``, texts in ``<collection>-text`` (one collection
-    per modality, so per-modality top-k needs no metadata filter). With ``text_embedder=None``
-    texts are embedded by the image embedder's text tower: one space, one cosine scale. With a
-    separate text embedder the text scores are on another scale (see :mod:`.retrieval`).
+    per modality, so per-modality top-k needs no metadata filter). With a separate text embedder
+    text scores are on another scale (see :mod:`mm_rag_components.retrieval`).
     """
 
     def __init__(
@@ -103,12 +122,17 @@ class MultimodalIndex:
     ) -> None:
         if "image" not in image_embedder.modalities:
             raise ConfigError(f"image_embedder {image_embedder.name!r} cannot embed images")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if text_embedder is not None and "text" not in text_embedder.modalities:
+            raise ConfigError(f"text_embedder {text_embedder.name!r} cannot embed text")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if chunk_size is not None and chunk_size < 8:
+            raise ConfigError(f"chunk_size must be >= 8 tokens, got {chunk_size}")
+        if chunk_overlap < 0:
+            raise ConfigError(f"chunk_overlap must be >= 0, got {chunk_overlap}")
         self.image_embedder = image_embedder
         self.text_embedder = text_embedder
         self.collection = collection
-        # CLIP text towers see 77 tokens: keep chunks short in the shared space.
         self.chunk_size = chunk_size or (256 if text_embedder is not None else 60)
         self.chunk_overlap = min(chunk_overlap, self.chunk_size // 2)
         self.batch_size = batch_size
@@ -116,12 +140,22 @@ class MultimodalIndex:
         self._client = client if client is not None else make_client(path, host=host, port=port, telemetry=telemetry)
         self._image_store: ChromaStore | None = None
         self._text_store: ChromaStore | None = None
+        self._splitter_instance: Any = None
+
+    def __repr__(self) -> str:
+        text = f", text_embedder={self.text_embedder.name!r}" if self.text_embedder is not None else ""
+        return f"MultimodalIndex(collection={self.collection!r}, image_embedder={self.image_embedder.name!r}{text})"
 
     # stores --------------------------------------------------------------------------------
     @property
     def shared_space(self) -> bool:
         """True when texts and images are embedded in one space (scores comparable)."""
         return self.text_embedder is None
+
+    @property
+    def text_space_embedder(self) -> Embedder:
+        """The embedder of the text collection."""
+        return self.text_embedder or self.image_embedder
 
     @property
     def image_store(self) -> ChromaStore:
@@ -139,16 +173,18 @@ class MultimodalIndex:
             )
         return self._text_store
 
-    @property
-    def text_space_embedder(self) -> Embedder:
-        return self.text_embedder or self.image_embedder
-
     def stores(self) -> list[ChromaStore]:
         return [self.image_store, self.text_store]
 
     def count(self) -> dict[str, int]:
         """Records per modality."""
         return {"image": self.image_store.count(), "text": self.text_store.count()}
+
+    def retrieve(self, query: Query | str, **options: Any) -> RetrievalResult:
+        """Shortcut for :func:`mm_rag_components.retrieval.retrieve` (options as keywords)."""
+        from .retrieval import RetrievalOptions, retrieve
+
+        return retrieve(self, Query(text=query) if isinstance(query, str) else query, RetrievalOptions(**options))
 
     # ingest --------------------------------------------------------------------------------
     def ingest_folder(
@@ -160,199 +196,311 @@ class MultimodalIndex:
         metadata: Mapping[str, Any] | None = None,
         show_progress: bool | None = None,
     ) -> IngestReport:
-        """Ingest images (jpg/png/webp/gif/bmp/tiff) and texts (txt/md) under ``folder``.
+        """Ingest images (jpg/jpeg/png/webp/gif/bmp/tif/tiff) and texts (txt/md) under ``folder``.
 
-        Files are streamed: at most ``batch_size`` decoded images are held at once. With
-        ``delete_missing`` records whose file under ``folder`` no longer exists are deleted.
+        Hidden files and folders are left out; other types are counted as ``ignored``. With
+        ``delete_missing`` the records of files under ``folder`` (only its top level when not
+        ``recursive``) that no longer exist are deleted. ``metadata`` goes on every record.
         """
         root = Path(folder).expanduser().resolve()
         if not root.is_dir():
             raise ConfigError(f"{folder} is not a directory")
+        user_meta = flatten_metadata(metadata or {})  # refuse bad metadata once, up front
         report = IngestReport()
         seen: set[str] = set()
 
-        def files() -> Iterator[Path]:
-            for dirpath, dirnames, filenames in os.walk(root):
+        def walk_error(exc: OSError) -> None:
+            report.skipped.append(Skipped(str(exc.filename or root), f"cannot list folder: {exc.strerror or exc}"))
+
+        def entries() -> Iterator[_Entry | Skipped | None]:
+            for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
                 for name in sorted(filenames):
                     if name.startswith("."):
                         continue
                     path = Path(dirpath) / name
                     suffix = path.suffix.lower()
-                    if suffix in IMAGE_SUFFIXES or suffix in TEXT_SUFFIXES:
+                    if suffix in IMAGE_SUFFIXES:
                         seen.add(str(path))
-                        yield path
+                        yield self._image_entry(path, str(path), user_meta, caption=None, label=str(path))
+                    elif suffix in TEXT_SUFFIXES:
+                        seen.add(str(path))
+                        yield self._text_file_entry(path, user_meta)
                     else:
                         report.ignored += 1
 
-        def sources() -> Iterator[_Pending | Skipped | None]:
-            for path in files():
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    yield self._prepare_image_file(path, metadata)
-                else:
-                    yield self._prepare_text_file(path, metadata)
-
-        self._consume(sources(), report, show_progress)
+        self._consume(entries(), report, show_progress)
         if delete_missing:
-            prefix = str(root) + os.sep
-            for store in self.stores():
-                gone = [
-                    id_ for id_, meta in store.iter_metadata()
-                    if str(meta.get("source", "")).startswith(prefix) and meta["source"] not in seen
-                ]
-                report.deleted += store.delete(ids=gone)
+            report.deleted += self._delete_missing(root, seen, recursive)
         logger.info("ingest %s: %s", root, report.summary())
         return report
 
-    def ingest(self, items: Iterable[Item], *, show_progress: bool | None = None) -> IngestReport:
-        """Ingest :class:`Item` objects (text, image, or an image with its caption)."""
+    def ingest(self, items: Iterable[Item], *, allow_urls: bool = False, show_progress: bool | None = None) -> IngestReport:
+        """Ingest :class:`Item` objects: a text, an image, or an image with its caption.
+
+        An image item stores its caption as the record's document (the image is what is
+        embedded). Items with a ``source`` replace that source's older records.
+        """
         report = IngestReport()
 
-        def sources() -> Iterator[_Pending | Skipped | None]:
+        def entries() -> Iterator[_Entry | Skipped | None]:
             for number, item in enumerate(items):
+                label = f"item #{number}" + (f" ({item.source})" if isinstance(item, Item) and item.source else "")
                 if not isinstance(item, Item):
-                    yield Skipped(f"item #{number}", f"not an Item: {type(item).__name__}")
-                elif item.image is not None:
-                    yield self._prepare_image(item.image, item.source, item.metadata, caption=item.text, label=f"item #{number}")
+                    yield Skipped(label, f"not an Item: {type(item).__name__}")
+                    continue
+                try:
+                    meta = flatten_metadata(item.metadata)
+                except ConfigError as exc:
+                    yield Skipped(label, str(exc))
+                    continue
+                if item.image is not None:
+                    yield self._image_entry(item.image, item.source, meta, caption=item.text, label=label, allow_urls=allow_urls)
                 else:
-                    yield self._prepare_text(item.text or "", item.source, item.metadata, label=f"item #{number}")
+                    yield self._text_entry(item.text or "", item.source, meta, label=label)
 
-        self._consume(sources(), report, show_progress)
+        self._consume(entries(), report, show_progress)
         return report
 
-    def delete(self, *, ids: Iterable[str] | None = None, source: str | Path | None = None) -> int:
-        """Delete records by id, or every record of a source file; returns how many went."""
+    def delete(self, source: str | Path | None = None, *, ids: Iterable[str] | None = None) -> int:
+        """Delete every record of a source (a file path or the ``source`` of an item) and/or
+        records by id; returns how many records went."""
         if ids is None and source is None:
-            raise ConfigError("delete needs ids or a source")
+            raise ConfigError("delete needs a source or ids")
+        id_list = list(ids) if ids is not None else None
+        names: list[str] = []
+        if source is not None:
+            names = [str(source)]
+            if not is_url(str(source)) and "://" not in str(source):
+                resolved = str(Path(source).expanduser().resolve())
+                if resolved != names[0]:
+                    names.append(resolved)
         removed = 0
         for store in self.stores():
-            if ids is not None:
-                removed += store.delete(ids=list(ids))
-            if source is not None:
-                removed += store.delete(where={"source": str(Path(source).expanduser().resolve())})
+            if id_list is not None:
+                removed += store.delete(ids=id_list)
+            if names:
+                where = {"source": names[0]} if len(names) == 1 else {"source": {"$in": names}}
+                removed += store.delete(where=where)
         return removed
 
-    # preparation: read, hash, validate — no embedding yet ---------------------------------
-    def _prepare_image_file(self, path: Path, metadata: Mapping[str, Any] | None) -> _Pending | Skipped | None:
-        return self._prepare_image(path, str(path), metadata or {}, caption=None, label=str(path))
+    def _delete_missing(self, root: Path, seen: set[str], recursive: bool) -> int:
+        removed = 0
+        for store in self.stores():
+            gone = []
+            for id_, meta in store.iter_metadata():
+                source = str(meta.get("source", ""))
+                if not source or source in seen or is_url(source):
+                    continue
+                path = Path(source)
+                inside = path.parent == root if not recursive else root in path.parents
+                if inside and not path.exists():
+                    gone.append(id_)
+            removed += store.delete(ids=gone) if gone else 0
+        return removed
 
-    def _prepare_image(
-        self, image: Any, source: str | None, metadata: Mapping[str, Any], *, caption: str | None, label: str
-    ) -> _Pending | Skipped | None:
+    # reading and hashing: no decoding, no embedding yet -----------------------------------
+    def _image_entry(
+        self, image: Any, source: str | None, meta: dict[str, Any], *, caption: str | None, label: str,
+        allow_urls: bool = False,
+    ) -> _Entry | Skipped:
         try:
-            from PIL import Image
-
-            if isinstance(image, Image.Image):
+            if hasattr(image, "getpixel"):  # a PIL image: hash its pixels
                 loaded = load_image_with_hash(image, max_pixels=self.max_pixels)
-                decoded, digest, origin = loaded.image, loaded.sha256, None
+                payload, digest, origin = loaded.image, loaded.sha256, None
             else:
-                data, origin = read_image_bytes(image)
-                digest = content_hash(data)
-                decoded = None
-            source = source or origin
-            record_id = _record_id("image", source, digest)
-            store = self.image_store
-            if self._unchanged(store, source, [record_id]):
-                return None
-            if decoded is None:
-                decoded = decode_image(data, max_pixels=self.max_pixels, origin=label)
-            meta = {**flatten_metadata(metadata), "modality": "image", "sha256": digest}
-        except (MediaError, ConfigError) as exc:
+                payload, origin = read_image_bytes(image, allow_urls=allow_urls)
+                digest = content_hash(payload)
+                if not payload:
+                    raise MediaError(f"{label}: empty image data (0 bytes)")
+        except MediaError as exc:
             return Skipped(label, str(exc))
+        source = source or origin
+        record = {**meta, "modality": "image", "sha256": digest}
         if source:
-            meta.update(source=source, file_name=Path(source).name)
-        return _Pending(source, [record_id], [meta], [caption], [decoded], store, "image")
+            record.update(source=source, file_name=_file_name(source))
+        return _Entry(label, source, "image", [_record_id("image", source, digest)], [record], [caption], [payload])
 
-    def _prepare_text_file(self, path: Path, metadata: Mapping[str, Any] | None) -> _Pending | Skipped | None:
+    def _text_file_entry(self, path: Path, meta: dict[str, Any]) -> _Entry | Skipped:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            return Skipped(str(path), f"cannot read: {exc}")
+            return Skipped(str(path), f"cannot read: {exc.strerror or exc}")
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             return Skipped(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-        return self._prepare_text(text, str(path), metadata or {}, label=str(path))
+        return self._text_entry(text, str(path), meta, label=str(path))
 
-    def _prepare_text(self, text: str, source: str | None, metadata: Mapping[str, Any], *, label: str) -> _Pending | Skipped | None:
+    def _text_entry(self, text: str, source: str | None, meta: dict[str, Any], *, label: str) -> _Entry | Skipped:
+        if not isinstance(text, str):
+            return Skipped(label, f"text must be a string, got {type(text).__name__}")
         if not text.strip():
             return Skipped(label, "empty text")
-        try:
-            user_meta = flatten_metadata(metadata)
-        except ConfigError as exc:
-            return Skipped(label, str(exc))
-        chunks = self._splitter().split_text(text)
+        chunks = [c for c in self._splitter().split_text(text) if c.strip()]
         digest = content_hash(text)
-        ids = [_record_id("text", source, digest, i) for i in range(len(chunks))]
-        store = self.text_store
-        if self._unchanged(store, source, ids):
-            return None
-        metas = [{**user_meta, "modality": "text", "sha256": digest, "chunk": i} for i in range(len(chunks))]
+        ids = [_record_id("text", source, content_hash(chunk), i) for i, chunk in enumerate(chunks)]
+        records = [{**meta, "modality": "text", "sha256": digest, "chunk": i} for i in range(len(chunks))]
         if source:
-            for meta in metas:
-                meta.update(source=source, file_name=Path(source).name)
-        return _Pending(source, ids, metas, list(chunks), list(chunks), store, "text")
+            for record in records:
+                record.update(source=source, file_name=_file_name(source))
+        return _Entry(label, source, "text", ids, records, list(chunks), list(chunks))
 
     def _splitter(self) -> Any:
-        from llama_index.core.node_parser import SentenceSplitter
+        if self._splitter_instance is None:
+            from llama_index.core.node_parser import SentenceSplitter
 
-        return SentenceSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+            self._splitter_instance = SentenceSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        return self._splitter_instance
 
-    @staticmethod
-    def _unchanged(store: ChromaStore, source: str | None, ids: list[str]) -> bool:
-        if len(store.existing(ids)) != len(ids):
-            return False
-        if source is None:
-            return True
-        return set(store.ids({"source": source})) == set(ids)
-
-    # embedding + upsert in batches -------------------------------------------------------
-    def _consume(self, prepared: Iterable[_Pending | Skipped | None], report: IngestReport, show_progress: bool | None) -> None:
+    # windows: existence check, decode, embed, upsert ----------------------------------------
+    def _consume(self, entries: Iterable[_Entry | Skipped | None], report: IngestReport, show_progress: bool | None) -> None:
         from tqdm.auto import tqdm
 
-        batches: dict[tuple[int, str], list[_Pending]] = {}
+        window: list[_Entry] = []
+        sources: set[str] = set()
         progress = tqdm(desc="ingesting", unit="file", disable=None if show_progress is None else not show_progress)
         try:
-            for entry in prepared:
+            for entry in entries:
                 progress.update(1)
-                if entry is None:
-                    report.unchanged += 1
-                    continue
                 if isinstance(entry, Skipped):
-                    logger.warning("skipped %s: %s", entry.source, entry.reason)
-                    report.skipped.append(entry)
+                    self._skip(report, entry)
                     continue
-                key = (id(entry.store), entry.modality)
-                batch = batches.setdefault(key, [])
-                batch.append(entry)
-                if sum(len(p.ids) for p in batch) >= self.batch_size:
-                    self._flush(batches.pop(key), report)
-            for batch in batches.values():
-                self._flush(batch, report)
+                if entry is None:
+                    continue
+                if entry.source is not None and entry.source in sources:  # same source twice: keep order
+                    self._process(window, report)
+                    window, sources = [], set()
+                window.append(entry)
+                if entry.source is not None:
+                    sources.add(entry.source)
+                if len(window) >= self.batch_size:
+                    self._process(window, report)
+                    window, sources = [], set()
+            self._process(window, report)
         finally:
             progress.close()
 
-    def _flush(self, batch: list[_Pending], report: IngestReport) -> None:
-        store, modality = batch[0].store, batch[0].modality
-        payloads = [payload for pending in batch for payload in pending.payloads]
-        if modality == "image":
-            vectors = self.image_embedder.embed_images(payloads, batch_size=self.batch_size, show_progress=False)
-        else:
-            vectors = self.text_space_embedder.embed_texts(payloads, batch_size=self.batch_size, show_progress=False)
+    @staticmethod
+    def _skip(report: IngestReport, skipped: Skipped) -> None:
+        logger.warning("skipped %s: %s", skipped.source, skipped.reason)
+        report.skipped.append(skipped)
+
+    def _process(self, window: list[_Entry], report: IngestReport) -> None:
+        for modality in ("image", "text"):
+            entries = [e for e in window if e.modality == modality]
+            if not entries:
+                continue
+            store = self.image_store if modality == "image" else self.text_store
+            todo = self._changed(store, entries, report)
+            if modality == "image":
+                todo = self._decode(todo, report)
+            self._embed_and_store(store, modality, todo, report)
+
+    def _changed(self, store: ChromaStore, entries: list[_Entry], report: IngestReport) -> list[_Entry]:
+        """Entries whose records are not all stored yet; unchanged ones are counted and dropped."""
+        by_source = store.ids_by_source([e.source for e in entries if e.source is not None])
+        sourceless = [i for e in entries if e.source is None for i in e.ids]
+        present = store.existing(sourceless) if sourceless else set()
+        todo = []
+        for entry in entries:
+            stored = by_source[entry.source] if entry.source is not None else present & set(entry.ids)
+            if stored == set(entry.ids):
+                report.unchanged += 1
+                continue
+            entry.stale = stored - set(entry.ids)
+            entry.updated = bool(entry.stale)
+            todo.append(entry)
+        return todo
+
+    def _decode(self, entries: list[_Entry], report: IngestReport) -> list[_Entry]:
+        good = []
+        for entry in entries:
+            payload = entry.payloads[0]
+            if isinstance(payload, (bytes, bytearray)):
+                try:
+                    entry.payloads = [decode_image(bytes(payload), max_pixels=self.max_pixels, origin=entry.label)]
+                except MediaError as exc:
+                    self._skip(report, Skipped(entry.label, str(exc)))
+                    continue
+            good.append(entry)
+        return good
+
+    def _embed_and_store(self, store: ChromaStore, modality: str, entries: list[_Entry], report: IngestReport) -> None:
+        if not entries:
+            return
+        payloads = [p for e in entries for p in e.payloads]
+        vectors = self._embed(modality, payloads)
+        kept: list[tuple[_Entry, list[Any]]] = []
+        offset = 0
+        for entry in entries:
+            rows = vectors[offset : offset + len(entry.payloads)]
+            offset += len(entry.payloads)
+            failure = next((r for r in rows if isinstance(r, Exception)), None)
+            if failure is not None:
+                self._skip(report, Skipped(entry.label, f"embedding failed: {type(failure).__name__}: {failure}"))
+            else:
+                kept.append((entry, rows))
+        for entry, _ in kept:
+            entry.payloads = []  # release decoded images before the next window
+        if not kept:
+            return
+        import numpy as np
+
         store.upsert(
-            [i for p in batch for i in p.ids],
-            vectors,
-            [m for p in batch for m in p.metadatas],
-            [d for p in batch for d in p.documents],
+            [i for e, _ in kept for i in e.ids],
+            np.stack([row for _, rows in kept for row in rows]),
+            [m for e, _ in kept for m in e.metadatas],
+            [d for e, _ in kept for d in e.documents],
         )
-        report.records += len(payloads)
-        for pending in batch:
-            stale = set(store.ids({"source": pending.source})) - set(pending.ids) if pending.source else set()
-            if stale:
-                store.delete(ids=sorted(stale))
+        report.records += sum(len(e.ids) for e, _ in kept)
+        stale = sorted(i for e, _ in kept for i in e.stale)
+        if stale:
+            store.delete(ids=stale)
+        for entry, _ in kept:
+            if entry.updated:
                 report.updated += 1
             else:
                 report.added += 1
+
+    def _embed(self, modality: str, payloads: list[Any]) -> list[Any]:
+        """One vector per payload, in batches of ``batch_size``; if a batch fails, its inputs are
+        retried one by one and a failing input yields its exception (the rest are kept).
+        A :class:`ModelError` or :class:`ConfigError` (the model, not the input) propagates."""
+        embed = self.image_embedder.embed_images if modality == "image" else self.text_space_embedder.embed_texts
+        out: list[Any] = []
+        for start in range(0, len(payloads), self.batch_size):
+            batch = payloads[start : start + self.batch_size]
+            try:
+                out.extend(self._checked(embed(batch, batch_size=self.batch_size, show_progress=False), len(batch)))
+                continue
+            except (ModelError, ConfigError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - find the input that caused it
+                if len(batch) == 1:
+                    out.append(exc)
+                    continue
+                logger.info("embedding a batch of %d failed (%s); retrying one by one", len(batch), exc)
+            for payload in batch:
+                try:
+                    out.extend(self._checked(embed([payload], batch_size=1, show_progress=False), 1))
+                except (ModelError, ConfigError):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    out.append(exc)
+        return out
+
+    @staticmethod
+    def _checked(vectors: Any, n: int) -> Any:
+        """``vectors`` if it is an (n, d) array, else a :class:`ModelError` (a broken embedder)."""
+        shape = getattr(vectors, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] != n:
+            raise ModelError(f"the embedder returned {shape if shape is not None else type(vectors).__name__} for {n} inputs")
+        return vectors
+
+
+def _file_name(source: str) -> str:
+    return source.rstrip("/").rsplit("/", 1)[-1] if is_url(source) or "://" in source else Path(source).name
 
 
 __all__ = ["IngestReport", "MultimodalIndex", "Skipped", "TEXT_SUFFIXES"]

@@ -1,25 +1,35 @@
 """Route a query (text, image, or both) to the right collections and merge the hits.
 
-Scales, documented:
+No framework here: :func:`retrieve` takes a :class:`~mm_rag_components.index.MultimodalIndex`
+and a :class:`~mm_rag_components.types.Query` and returns :class:`Candidate` objects.
 
-* **One shared space** (texts embedded by the CLIP text tower): every hit's ``score`` is the
-  cosine similarity to the query vector in that space (``score_scale="cosine"``), so image and
-  text hits merge by score.
-* **Separate text embedder**: text hits' cosines come from another model and are not comparable
-  with image hits'. Each modality is ranked on its own and the lists merge by reciprocal-rank
-  fusion, ``score = 1 / (rrf_k + rank)`` (``score_scale="rrf"``); the raw cosine stays in
-  ``metadata["cosine"]``.
+Score scales (``candidate.metadata["score_scale"]``):
 
-Composed queries (image + text): the query vector in the image space is
-``normalise(w · e_image + (1 − w) · e_text)`` with ``w = image_weight`` (default 0.5). A separate
-text collection is queried with the text alone; an image-only query skips it with a note.
+* ``"cosine"`` — **one shared space** (texts embedded by the image embedder's text tower, or a
+  single modality retrieved): ``score`` is the cosine similarity ``1 - cosine distance`` between
+  the query vector and the record, in [-1, 1]. Image and text hits merge by this score.
+* ``"rrf"`` — **separate text embedder** and both modalities retrieved: text cosines come from
+  another model and are not comparable with image cosines, so each modality is ranked on its
+  own and the lists merge by reciprocal-rank fusion, ``score = 1 / (rrf_k + rank)`` (rank from 1
+  within the modality; ``rrf_k`` defaults to 60). Ties keep the ``modalities`` order.
+
+Every candidate keeps its raw ``metadata["cosine"]`` and its ``metadata["rank"]`` within its
+modality.
+
+Composed queries (image + text): the query vector in the image embedder's space is
+``normalise(w * e_image + (1 - w) * e_text)`` with ``w = image_weight`` (default 0.5; 1 = image
+only, 0 = text only), where ``e_image`` and ``e_text`` are the unit-norm image and text
+embeddings. That vector searches the image collection (and the text collection in a shared
+space). A separate text collection is searched with the query's text alone through its own
+embedder; an image-only query skips it, with a logged warning and a note in
+:attr:`RetrievalResult.notes`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,10 +44,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
+SKIPPED_TEXT_NOTE = (
+    "text collection skipped: it uses a separate text embedder ({name}) and the query has no text"
+)
+
 
 @dataclass
 class RetrievalOptions:
-    """What to retrieve: which modalities, how many of each, how to fuse a composed query."""
+    """What to retrieve: which modalities, how many of each, how to fuse a composed query.
+
+    ``top_k`` applies to each modality unless ``image_top_k`` / ``text_top_k`` say otherwise;
+    ``where`` is a Chroma metadata filter passed to every collection searched.
+    """
 
     modalities: Sequence[str] = MODALITIES
     top_k: int = 5
@@ -49,25 +67,41 @@ class RetrievalOptions:
     allow_urls: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.modalities, str):
+            self.modalities = (self.modalities,)
+        self.modalities = tuple(dict.fromkeys(self.modalities))
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown or not self.modalities:
             raise ConfigError(f"modalities must be a non-empty subset of {MODALITIES}, got {list(self.modalities)}")
-        for name in ("top_k", "image_top_k", "text_top_k"):
+        for name in ("top_k", "image_top_k", "text_top_k", "rrf_k"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         if not 0.0 <= self.image_weight <= 1.0:
             raise ConfigError(f"image_weight must be in [0, 1], got {self.image_weight}")
+        if self.where is not None and not isinstance(self.where, dict):
+            raise ConfigError(f"where must be a Chroma filter dict, got {type(self.where).__name__}")
 
     def k(self, modality: str) -> int:
+        """Top-k for one modality."""
         specific = self.image_top_k if modality == "image" else self.text_top_k
         return specific or self.top_k
 
 
-@dataclass
-class RetrievalResult:
-    candidates: list[Candidate]
-    notes: list[str] = field(default_factory=list)
+class RetrievalResult(list):
+    """The candidates, best first (a ``list[Candidate]``), plus ``notes`` on anything skipped."""
+
+    def __init__(self, candidates: Sequence[Candidate] = (), notes: Sequence[str] = ()) -> None:
+        super().__init__(candidates)
+        self.notes: list[str] = list(notes)
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        return list(self)
+
+
+def _has_text(query: Query) -> bool:
+    return bool(query.text and query.text.strip())
 
 
 def _normalise(vector: np.ndarray) -> np.ndarray:
@@ -78,16 +112,19 @@ def query_vector(index: MultimodalIndex, query: Query, *, image_weight: float = 
     """The query's vector in the image embedder's space (composed queries fused, see module doc)."""
     embedder = index.image_embedder
     parts: list[tuple[float, np.ndarray]] = []
+    has_text = _has_text(query)
     if query.image is not None:
         image = load_image(query.image, allow_urls=allow_urls, max_pixels=index.max_pixels)
-        parts.append((image_weight if query.text else 1.0, embedder.embed_images([image], show_progress=False)[0]))
-    if query.text:
-        parts.append((1.0 - image_weight if query.image is not None else 1.0, embedder.embed_texts([query.text], show_progress=False)[0]))
-    return _normalise(sum(weight * vec for weight, vec in parts))
+        weight = image_weight if has_text else 1.0
+        parts.append((weight, embedder.embed_images([image], show_progress=False)[0]))
+    if has_text:
+        weight = 1.0 - image_weight if query.image is not None else 1.0
+        parts.append((weight, embedder.embed_texts([query.text], show_progress=False)[0]))
+    return _normalise(sum(weight * _normalise(vec) for weight, vec in parts))
 
 
-def _candidate(hit: Hit, modality: str, score: float, scale: str) -> Candidate:
-    meta = {**hit.metadata, "cosine": hit.similarity, "score_scale": scale}
+def _candidate(hit: Hit, modality: str, rank: int, score: float, scale: str) -> Candidate:
+    meta = {**hit.metadata, "cosine": hit.similarity, "rank": rank, "score_scale": scale}
     return Candidate(
         id=hit.id,
         modality=modality,  # type: ignore[arg-type]
@@ -99,37 +136,45 @@ def _candidate(hit: Hit, modality: str, score: float, scale: str) -> Candidate:
 
 
 def retrieve(index: MultimodalIndex, query: Query, options: RetrievalOptions | None = None) -> RetrievalResult:
-    """Retrieve candidates for ``query`` from ``index`` (see the module doc for scales)."""
+    """Retrieve candidates for ``query`` from ``index``, best first (scales: see the module doc)."""
+    if not isinstance(query, Query):
+        raise ConfigError(f"retrieve takes a Query, got {type(query).__name__}")
     options = options or RetrievalOptions()
     notes: list[str] = []
-    shared_vector = query_vector(index, query, image_weight=options.image_weight, allow_urls=options.allow_urls)
+    shared: np.ndarray | None = None
+
+    def shared_vector() -> np.ndarray:
+        nonlocal shared
+        if shared is None:
+            shared = query_vector(index, query, image_weight=options.image_weight, allow_urls=options.allow_urls)
+        return shared
+
     per_modality: dict[str, list[Hit]] = {}
     for modality in options.modalities:
         if modality == "image":
-            store, vector = index.image_store, shared_vector
+            store, vector = index.image_store, shared_vector()
         elif index.shared_space:
-            store, vector = index.text_store, shared_vector
-        elif not query.text:
-            note = "text collection skipped: it uses a separate text embedder and the query has no text"
-            logger.info(note)
+            store, vector = index.text_store, shared_vector()
+        elif not _has_text(query):
+            note = SKIPPED_TEXT_NOTE.format(name=index.text_space_embedder.name)
+            logger.warning(note)
             notes.append(note)
             continue
         else:
             store = index.text_store
-            vector = index.text_embedder.embed_texts([query.text], show_progress=False)[0]  # type: ignore[union-attr]
+            vector = index.text_space_embedder.embed_texts([query.text], show_progress=False)[0]
         per_modality[modality] = store.query(vector, options.k(modality), where=options.where)
 
     candidates: list[Candidate] = []
-    if index.shared_space or len(per_modality) < 2:
-        for modality, hits in per_modality.items():
-            candidates.extend(_candidate(h, modality, h.similarity, "cosine") for h in hits)
-    else:
-        for modality, hits in per_modality.items():
-            candidates.extend(
-                _candidate(h, modality, 1.0 / (options.rrf_k + rank), "rrf") for rank, h in enumerate(hits, start=1)
-            )
-    candidates.sort(key=lambda c: -(c.score or 0.0))
+    use_rrf = not index.shared_space and len(per_modality) > 1
+    for modality, hits in per_modality.items():
+        for rank, hit in enumerate(hits, start=1):
+            if use_rrf:
+                candidates.append(_candidate(hit, modality, rank, 1.0 / (options.rrf_k + rank), "rrf"))
+            else:
+                candidates.append(_candidate(hit, modality, rank, hit.similarity, "cosine"))
+    candidates.sort(key=lambda c: -(c.score if c.score is not None else float("-inf")))
     return RetrievalResult(candidates, notes)
 
 
-__all__ = ["RetrievalOptions", "RetrievalResult", "query_vector", "retrieve"]
+__all__ = ["RetrievalOptions", "RetrievalResult", "SKIPPED_TEXT_NOTE", "query_vector", "retrieve"]

@@ -1,10 +1,12 @@
-"""LlamaIndex retriever over a :class:`~mm_rag_components.index.MultimodalIndex`."""
+"""LlamaIndex retriever over a :class:`~mm_rag_components.index.MultimodalIndex` (converts and delegates)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -18,12 +20,20 @@ from .nodes import candidate_to_node, query_from_bundle
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class MultimodalQueryBundle(QueryBundle):
+    """A ``QueryBundle`` that can carry an in-memory query image (bytes, base64, PIL)."""
+
+    image: Any = None
+
+
 class MultimodalRetriever(BaseRetriever):
     """Text, image and composed (image + text) retrieval as a LlamaIndex ``BaseRetriever``.
 
-    Returns ``TextNode`` / ``ImageNode`` (with ``image_path``) in ``NodeWithScore``; an image query
-    comes from ``QueryBundle.image_path`` or :meth:`retrieve_multimodal`. Scores follow the scale
-    rules of :mod:`mm_rag_components.retrieval`; ``last_notes`` holds what the last call skipped.
+    Returns ``TextNode`` / ``ImageNode`` (with ``image_path``, never base64) in ``NodeWithScore``.
+    The query image comes from ``QueryBundle.image_path`` or from :meth:`retrieve_multimodal`.
+    Options are those of :class:`~mm_rag_components.retrieval.RetrievalOptions`; scores follow its
+    scale rules (``metadata["score_scale"]``). ``last_notes`` holds what the last call skipped.
     """
 
     def __init__(
@@ -36,6 +46,7 @@ class MultimodalRetriever(BaseRetriever):
         text_top_k: int | None = None,
         image_weight: float = 0.5,
         where: dict[str, Any] | None = None,
+        rrf_k: int = 60,
         allow_urls: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -43,27 +54,38 @@ class MultimodalRetriever(BaseRetriever):
         self.index = index
         self.options = RetrievalOptions(
             modalities=tuple(modalities), top_k=top_k, image_top_k=image_top_k, text_top_k=text_top_k,
-            image_weight=image_weight, where=where, allow_urls=allow_urls,
+            image_weight=image_weight, where=where, rrf_k=rrf_k, allow_urls=allow_urls,
         )
         self.last_notes: list[str] = []
 
     def _nodes(self, query: Query) -> list[NodeWithScore]:
         result = retrieve(self.index, query, self.options)
         self.last_notes = result.notes
-        return [candidate_to_node(c) for c in result.candidates]
+        return [candidate_to_node(c) for c in result]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self._nodes(query_from_bundle(query_bundle))
+        return self._nodes(query_from_bundle(query_bundle, image=getattr(query_bundle, "image", None)))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        # Embedding and Chroma calls block; run them off the event loop.
+        # The query encoder (torch) and embedded Chroma are blocking calls without an async API;
+        # running them in a worker thread keeps the event loop free for other requests.
         return await asyncio.to_thread(self._retrieve, query_bundle)
 
-    def retrieve_multimodal(self, text: str | None = None, image: ImageSource | None = None) -> list[NodeWithScore]:
-        """Retrieve for a text, an image (path, bytes, base64, PIL), or both."""
+    @staticmethod
+    def _bundle(text: str | None, image: ImageSource | None) -> QueryBundle:
+        if isinstance(image, Path):
+            image = str(image)
         if image is None or isinstance(image, str):
-            return self.retrieve(QueryBundle(query_str=text or "", image_path=image))
-        return self._nodes(query_from_bundle(text or "", image=image))
+            return QueryBundle(query_str=text or "", image_path=image)
+        return MultimodalQueryBundle(query_str=text or "", image=image)
+
+    def retrieve_multimodal(self, text: str | None = None, image: ImageSource | None = None) -> list[NodeWithScore]:
+        """Retrieve for a text, an image (path, bytes, base64, PIL), or both (a composed query)."""
+        return self.retrieve(self._bundle(text, image))
+
+    async def aretrieve_multimodal(self, text: str | None = None, image: ImageSource | None = None) -> list[NodeWithScore]:
+        """Async :meth:`retrieve_multimodal`."""
+        return await self.aretrieve(self._bundle(text, image))
 
 
-__all__ = ["MultimodalRetriever"]
+__all__ = ["MultimodalQueryBundle", "MultimodalRetriever"]
