@@ -75,7 +75,7 @@ def test_score_is_yes_no_softmax_not_vocabulary_probability(tiny_vlm_dirs):
 
 
 def test_vision_cache_skips_the_tower_on_a_second_query(tiny_vlm_dirs, drawn_images):
-    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], batch_size=4)
+    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], batch_size=4, vision_batch_size=4)
     scorer.warm_up()
     calls = []
     hook = scorer._model.model.vision_model.register_forward_hook(lambda *a: calls.append(1))
@@ -139,3 +139,15 @@ def test_prompt_that_cannot_fit_is_flagged_not_cut_in_the_instruction(tiny_vlm_d
     scorer.max_length = len(scorer._tokenize(scorer.render(query, "", False)[0])) - 5
     scores = scorer.score(query, [Candidate(id="a", modality="text", text="anything at all")])
     assert scores[0].flag == "prompt_too_long" and scores[0].logodds == -math.inf
+
+
+def test_vision_tower_runs_one_image_per_call_on_cpu_by_default(tiny_vlm_dirs, drawn_images):
+    scorer = TransformersScorer(tiny_vlm_dirs["llava"], batch_size=8, device="cpu")
+    scorer.warm_up()
+    calls = []
+    hook = scorer._model.model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        scorer.score(Query(text="x"), [Candidate(id=str(i), modality="image", image_path=str(p)) for i, p in enumerate(drawn_images[:3])])
+    finally:
+        hook.remove()
+    assert len(calls) == 3

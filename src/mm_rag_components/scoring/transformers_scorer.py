@@ -75,6 +75,7 @@ class TransformersScorer:
         device: str | None = None,
         dtype: Any = None,
         batch_size: int = 8,
+        vision_batch_size: int | None = None,
         max_length: int | None = None,
         vision_cache_size: int = 512,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -91,6 +92,9 @@ class TransformersScorer:
         self.device = device
         self.dtype = dtype
         self.batch_size = batch_size
+        #: Images per vision-tower call; ``None``: 1 on CPU (batching only adds padding and memory
+        #: traffic there, measured ~20% slower at 8), ``batch_size`` on accelerators.
+        self.vision_batch_size = vision_batch_size
         self.max_length = max_length
         self.max_pixels = max_pixels
         self.vision_cache = VisionFeatureCache(vision_cache_size)
@@ -339,8 +343,9 @@ class TransformersScorer:
                 found[image.sha256] = cached
         todo = list(missing.values())
         model = self._model
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
+        step = self.vision_batch_size or (1 if self._device.type == "cpu" else self.batch_size)
+        for start in range(0, len(todo), step):
+            chunk = todo[start : start + step]
             pil = [im.image for im in chunk]
             if self.model_type in ("idefics3", "smolvlm"):
                 pixels = self.processor.image_processor([[p] for p in pil], return_tensors="pt")
