@@ -51,7 +51,7 @@ def locate_model(name_or_path: str | Path, *, probe_timeout: float = 3.0) -> Mod
     name = str(name_or_path)
     if Path(name).expanduser().exists():
         return ModelLocation(name, "local", f"local directory {name}")
-    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:  # a path, not an "org/model" hub id
         return ModelLocation(name, "unavailable", f"no such directory: {name}")
     try:
         from huggingface_hub import snapshot_download
