@@ -434,10 +434,11 @@ class TransformersScorer:
         shared = self._shared_prefix(items, features)
         prefix_ids = items[0].ids[:shared]
         out: dict[int, float] = {}
+        # The prefix holds the same (query) images for every candidate: the first n of each list.
+        prefix_images = self._images_within(prefix_ids, items[0].images, features)
         with torch.inference_mode():
             cache = None
             if shared > 0:
-                prefix_images = self._images_within(prefix_ids, items[0].images, features)
                 embeds = self._embed([prefix_ids], [prefix_images], features, shared)
                 cache = decoder(inputs_embeds=embeds, use_cache=True).past_key_values
             order = sorted(items, key=lambda p: len(p.ids))
@@ -445,7 +446,7 @@ class TransformersScorer:
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 suffixes = [p.ids[shared:] for p in batch]
-                suffix_images = [p.images[len(self._images_within(prefix_ids, p.images, features)) :] for p in batch]
+                suffix_images = [p.images[len(prefix_images) :] for p in batch]
                 width = max(len(s) for s in suffixes)
                 embeds = self._embed(suffixes, suffix_images, features, width)
                 mask = torch.zeros((len(batch), shared + width), dtype=torch.long, device=self._device)
