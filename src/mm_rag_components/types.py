@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Modality = Literal["text", "image"]
 MODALITIES: tuple[Modality, ...] = ("text", "image")
+#: Metadata key holding a candidate's incoming retrieval score (kept through reranking).
+RETRIEVAL_SCORE = "retrieval_score"
 
 #: Anything :func:`mm_rag_components.media.load_image` accepts: a path, raw bytes,
 #: a base64 string (optionally a ``data:`` URI), a PIL image, or a URL (when enabled).
@@ -77,4 +79,4 @@ class Item:
             raise ConfigError("an Item needs text or an image")
 
 
-__all__ = ["Modality", "MODALITIES", "ImageSource", "Query", "Candidate", "Item"]
+__all__ = ["Modality", "MODALITIES", "RETRIEVAL_SCORE", "ImageSource", "Query", "Candidate", "Item"]

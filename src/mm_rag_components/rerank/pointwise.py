@@ -12,12 +12,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..scoring.base import PointScore, RelevanceScorer, ascore
-from ..types import Candidate, Query
+from ..types import RETRIEVAL_SCORE, Candidate, Query
 
 logger = logging.getLogger(__name__)
 
 # Metadata keys written on every reranked candidate/node.
-RETRIEVAL_SCORE = "retrieval_score"
 RERANK_SCORE = "rerank_score"
 RERANK_LOGODDS = "rerank_logodds"
 CALIBRATED_SCORE = "calibrated_score"

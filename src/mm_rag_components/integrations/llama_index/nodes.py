@@ -9,11 +9,9 @@ from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBun
 
 from ...errors import ConfigError
 from ...media import is_url
-from ...types import Candidate, ImageSource, Query
+from ...types import RETRIEVAL_SCORE, Candidate, ImageSource, Query
 
 #: Metadata keys written by our components, so users can see why a node is where it is.
-RETRIEVAL_SCORE = "retrieval_score"
-SCORE_SCALE = "score_scale"
 MODALITY = "modality"
 
 
@@ -119,7 +117,6 @@ def query_from_bundle(query: str | QueryBundle | Query, image: ImageSource | Non
 __all__ = [
     "MODALITY",
     "RETRIEVAL_SCORE",
-    "SCORE_SCALE",
     "candidate_to_node",
     "node_to_candidate",
     "query_from_bundle",
