@@ -78,9 +78,9 @@ def test_index_and_retrieve_through_http_client(chroma_server, clip_embedder, sa
 def test_filters_and_embedder_check_on_the_server(chroma_server, sample_folder):
     index = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=ColourShapeEmbedder(), collection="fake")
     index.ingest_folder(sample_folder, metadata={"batch": "one"})
-    hits = index.retrieve("a green square", modalities=["image"], top_k=3, where={"batch": "one"})
+    hits = retrieve(index, "a green square", modalities=["image"], top_k=3, where={"batch": "one"})
     assert hits[0].image_path.endswith("green_square.png")
-    assert index.retrieve("green", where={"batch": "two"}) == []
+    assert retrieve(index, "green", where={"batch": "two"}) == []
     other = MultimodalIndex(None, host="127.0.0.1", port=chroma_server, image_embedder=ColourShapeEmbedder(name="another"), collection="fake")
     with pytest.raises(StoreError, match="was built with embedder 'fake-colour-shape'"):
         other.count()
@@ -93,7 +93,7 @@ def test_server_going_away_is_a_store_error(tmp_path, sample_folder):
         proc.terminate()
         proc.wait(timeout=20)
         with pytest.raises(StoreError, match=r"Chroma query on collection 'brief(-text)?' failed: "):
-            index.retrieve("red")
+            retrieve(index, "red")
     assert proc.poll() is not None
 
 

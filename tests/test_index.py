@@ -15,6 +15,7 @@ from PIL import Image
 import mm_rag_components.index as index_module
 from mm_rag_components import Item, MultimodalIndex
 from mm_rag_components.errors import ConfigError, ModelError, StoreError
+from mm_rag_components.retrieval import retrieve
 
 
 @pytest.fixture()
@@ -280,7 +281,7 @@ def test_index_persists_across_processes(tmp_path, tiny_clip_dir, sample_folder)
     reopened = MultimodalIndex(tmp_path / "db", image_embedder=ClipEmbedder(tiny_clip_dir))
     assert reopened.count() == {"image": 12, "text": 3}
     assert reopened.ingest_folder(sample_folder).unchanged == 15
-    top = reopened.retrieve(Query(image=sample_folder / "blue_square.png"), modalities=["image"], top_k=1)[0]
+    top = retrieve(reopened, Query(image=sample_folder / "blue_square.png"), modalities=["image"], top_k=1)[0]
     assert top.image_path == str(sample_folder / "blue_square.png")
 
 

@@ -142,8 +142,12 @@ def test_a_separate_text_collection_is_searched_with_its_own_model(split_index):
     assert words.calls == [("text", 1)]
 
 
-def test_index_retrieve_shortcut(index):
-    assert names(index.retrieve("green triangle", modalities=["image"], top_k=1)) == ["green_triangle.png"]
+def test_retrieve_takes_text_and_option_keywords(index):
+    assert names(retrieve(index, "green triangle", modalities=["image"], top_k=1)) == ["green_triangle.png"]
+    with pytest.raises(ConfigError, match="unknown option"):
+        retrieve(index, "green", topk=3)
+    with pytest.raises(ConfigError, match="not both"):
+        retrieve(index, "green", RetrievalOptions(), top_k=3)
 
 
 def test_bad_inputs_are_clear_errors(index):
@@ -152,7 +156,7 @@ def test_bad_inputs_are_clear_errors(index):
         with pytest.raises(ConfigError):
             RetrievalOptions(**bad)
     with pytest.raises(ConfigError):
-        retrieve(index, "a plain string")
+        retrieve(index, b"bytes are not a query")
     with pytest.raises(MediaError):
         retrieve(index, Query(image=b"not an image"))
     with pytest.raises(MediaError, match="allow_urls"):

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .errors import ConfigError, MediaError, ModelError
 from .media import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, content_hash, decode_image, is_url, load_image_with_hash, read_image_bytes
 from .store import ChromaStore, flatten_metadata, make_client
-from .types import Item, Query
+from .types import Item
 
 if TYPE_CHECKING:  # pragma: no cover
     from .embedders import Embedder
-    from .retrieval import RetrievalResult
 
 logger = logging.getLogger(__name__)
 
@@ -179,12 +178,6 @@ class MultimodalIndex:
     def count(self) -> dict[str, int]:
         """Records per modality."""
         return {"image": self.image_store.count(), "text": self.text_store.count()}
-
-    def retrieve(self, query: Query | str, **options: Any) -> RetrievalResult:
-        """Shortcut for :func:`mm_rag_components.retrieval.retrieve` (options as keywords)."""
-        from .retrieval import RetrievalOptions, retrieve
-
-        return retrieve(self, Query(text=query) if isinstance(query, str) else query, RetrievalOptions(**options))
 
     # ingest --------------------------------------------------------------------------------
     def ingest_folder(

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
+from .validate import no_unknown
 from .media import load_image
 from .store import Hit
 from .types import MODALITIES, Candidate, Query
@@ -81,6 +82,15 @@ class RetrievalOptions:
             raise ConfigError(f"image_weight must be in [0, 1], got {self.image_weight}")
         if self.where is not None and not isinstance(self.where, dict):
             raise ConfigError(f"where must be a Chroma filter dict, got {type(self.where).__name__}")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "RetrievalOptions":
+        """Options from keywords; an unknown keyword is a :class:`ConfigError`."""
+        no_unknown("retrieval options", kwargs, [f.name for f in fields(cls)])
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modalities": list(self.modalities), **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "modalities"}}
 
     def k(self, modality: str) -> int:
         """Top-k for one modality."""
@@ -135,10 +145,22 @@ def _candidate(hit: Hit, modality: str, rank: int, score: float, scale: str) -> 
     )
 
 
-def retrieve(index: MultimodalIndex, query: Query, options: RetrievalOptions | None = None) -> RetrievalResult:
-    """Retrieve candidates for ``query`` from ``index``, best first (scales: see the module doc)."""
+def retrieve(
+    index: MultimodalIndex, query: Query | str, options: RetrievalOptions | None = None, **option_kwargs: Any
+) -> RetrievalResult:
+    """Retrieve candidates for ``query`` (a :class:`Query` or text) from ``index``, best first.
+
+    Options come as a :class:`RetrievalOptions` or as its fields in keywords, not both. Score
+    scales: see the module doc.
+    """
+    if isinstance(query, str):
+        query = Query(text=query)
     if not isinstance(query, Query):
-        raise ConfigError(f"retrieve takes a Query, got {type(query).__name__}")
+        raise ConfigError(f"retrieve takes a Query or a string, got {type(query).__name__}")
+    if option_kwargs:
+        if options is not None:
+            raise ConfigError("pass options= or option keywords, not both")
+        options = RetrievalOptions.from_kwargs(**option_kwargs)
     options = options or RetrievalOptions()
     notes: list[str] = []
     shared: np.ndarray | None = None

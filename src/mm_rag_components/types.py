@@ -13,8 +13,45 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Modality = Literal["text", "image"]
 MODALITIES: tuple[Modality, ...] = ("text", "image")
-#: Metadata key holding a candidate's incoming retrieval score (kept through reranking).
+
+# --------------------------------------------------------------------------------------------
+# Metadata keys, in one place. Components write these on candidates (and adapters copy them onto
+# framework nodes/documents) so a user can see why an item is where it is.
+# --------------------------------------------------------------------------------------------
+#: Stored with every record at ingest.
+MODALITY = "modality"
+SOURCE = "source"
+FILE_NAME = "file_name"
+SHA256 = "sha256"
+CHUNK = "chunk"
+#: Written by retrieval: raw cosine similarity, rank within the modality, score scale.
+COSINE = "cosine"
+RANK = "rank"
+SCORE_SCALE = "score_scale"
+#: The candidate's incoming (retrieval) score, kept through reranking.
 RETRIEVAL_SCORE = "retrieval_score"
+#: Pointwise reranking: p(relevant), its log-odds, the calibrated probability, and a flag saying
+#: why a candidate could not be scored normally (``None`` when it was).
+RERANK_SCORE = "rerank_score"
+RERANK_LOGODDS = "rerank_logodds"
+CALIBRATED_SCORE = "calibrated_score"
+RERANK_FLAG = "rerank_flag"
+#: Listwise reranking: final rank (1 = best), Borda score in [0, 1], parse status, the model's
+#: reasoning, and window flags (timeout, generator_error, parse_fallback …).
+LISTWISE_RANK = "listwise_rank"
+LISTWISE_SCORE = "listwise_score"
+LISTWISE_PARSE_STATUS = "listwise_parse_status"
+LISTWISE_RATIONALE = "listwise_rationale"
+LISTWISE_FLAG = "listwise_flag"
+#: Filtering: on an item kept only because of ``min_keep``, the reason it would have been dropped.
+FILTER_REASON = "filter_reason"
+
+#: Keys written by ingest and retrieval (user metadata may not use them).
+RECORD_KEYS = (MODALITY, SOURCE, FILE_NAME, SHA256, CHUNK, COSINE, RANK, SCORE_SCALE)
+POINTWISE_KEYS = (RETRIEVAL_SCORE, RERANK_SCORE, RERANK_LOGODDS, CALIBRATED_SCORE, RERANK_FLAG)
+LISTWISE_KEYS = (RETRIEVAL_SCORE, LISTWISE_RANK, LISTWISE_SCORE, LISTWISE_PARSE_STATUS, LISTWISE_RATIONALE, LISTWISE_FLAG)
+#: Every provenance key a reranker or filter may write.
+PROVENANCE_KEYS = tuple(dict.fromkeys((*POINTWISE_KEYS, *LISTWISE_KEYS, FILTER_REASON)))
 
 #: Anything :func:`mm_rag_components.media.load_image` accepts: a path, raw bytes,
 #: a base64 string (optionally a ``data:`` URI), a PIL image, or a URL (when enabled).
@@ -79,4 +116,34 @@ class Item:
             raise ConfigError("an Item needs text or an image")
 
 
-__all__ = ["Modality", "MODALITIES", "RETRIEVAL_SCORE", "ImageSource", "Query", "Candidate", "Item"]
+__all__ = [
+    "CALIBRATED_SCORE",
+    "CHUNK",
+    "COSINE",
+    "Candidate",
+    "FILE_NAME",
+    "FILTER_REASON",
+    "ImageSource",
+    "Item",
+    "LISTWISE_FLAG",
+    "LISTWISE_KEYS",
+    "LISTWISE_PARSE_STATUS",
+    "LISTWISE_RANK",
+    "LISTWISE_RATIONALE",
+    "LISTWISE_SCORE",
+    "MODALITIES",
+    "MODALITY",
+    "Modality",
+    "POINTWISE_KEYS",
+    "PROVENANCE_KEYS",
+    "Query",
+    "RANK",
+    "RECORD_KEYS",
+    "RERANK_FLAG",
+    "RERANK_LOGODDS",
+    "RERANK_SCORE",
+    "RETRIEVAL_SCORE",
+    "SCORE_SCALE",
+    "SHA256",
+    "SOURCE",
+]
