@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from llama_index.core.schema import NodeWithScore, TextNode
 
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.filters import FilterPolicy, filter_candidates
+from mm_rag_components.filters import FilterPolicy
 from mm_rag_components.integrations.llama_index.filters import FILTER_REASON, RelevanceFilter
 from mm_rag_components.types import Candidate
 
@@ -132,12 +132,15 @@ def test_every_item_is_kept_or_has_a_reason(scores, threshold, max_k, margin, to
         assert all(scores[i] >= threshold for i in kept if i not in report.restored)
 
 
-def test_filter_candidates_reads_any_score() -> None:
+def test_policy_applies_to_candidates_and_reads_any_score() -> None:
     candidates = [Candidate(id=str(i), modality="text", text="x", score=s, metadata={"p": 1 - s}) for i, s in enumerate([0.1, 0.8])]
-    kept, _ = filter_candidates(candidates, FilterPolicy(threshold=0.5))
-    assert [c.id for c in kept] == ["1"]
-    kept, _ = filter_candidates(candidates, FilterPolicy(threshold=0.5), score_of=lambda c: c.metadata["p"])
-    assert [c.id for c in kept] == ["0"]
+    result = FilterPolicy(threshold=0.5).apply(candidates)
+    assert [c.id for c in result.kept] == ["1"] and result.kept_indices == [1]
+    assert [(d.candidate.id, d.index, d.reason) for d in result.dropped] == [("0", 0, "below_threshold")]
+    assert [c.id for c in FilterPolicy(score_key="p", threshold=0.5).apply(candidates)] == ["0"]
+    restored = FilterPolicy(threshold=0.95, min_keep=1).apply(candidates)
+    assert restored.kept[0].metadata["filter_reason"] == "below_threshold (kept by min_keep)"
+    assert "filter_reason" not in candidates[1].metadata  # the input is never mutated
 
 
 def _nodes() -> list[NodeWithScore]:

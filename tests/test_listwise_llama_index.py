@@ -22,10 +22,13 @@ from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle, TextNode
 from PIL import Image
 
-from mm_rag_components.errors import ConfigError
+from mm_rag_components import config
+from mm_rag_components.errors import ConfigError, ModelError
+from mm_rag_components.integrations.llama_index.generator import LlamaIndexGenerator
 from mm_rag_components.integrations.llama_index.listwise import ListwiseReranker
-from mm_rag_components.rerank.generators import LlamaIndexGenerator, TransformersGenerator
-from mm_rag_components.rerank.listwise import ChatTurn, ListwiseRanker
+from mm_rag_components.rerank.chat import ChatTurn
+from mm_rag_components.rerank.generators import TransformersGenerator
+from mm_rag_components.rerank.listwise import ListwiseRanker
 from mm_rag_components.types import Candidate, Query
 
 
@@ -107,7 +110,7 @@ def test_llm_receives_numbered_candidates_with_image_blocks(nodes: list[NodeWith
     assert top.node.metadata["listwise_rationale"] == "Elements: red, bicycle."
     assert top.node.metadata["listwise_flag"] is None
     assert "listwise_rationale" in top.node.excluded_llm_metadata_keys  # provenance not leaked into prompts
-    assert reranker.last_result is not None and reranker.last_result.windows[0].status == "json"
+    assert reranker.last_listwise is not None and reranker.last_listwise.windows[0].status == "json"
 
 
 def test_async_uses_achat_and_top_n(nodes: list[NodeWithScore]) -> None:
@@ -191,12 +194,79 @@ def test_transformers_generator_through_the_adapter_async(tiny_vlm) -> None:
     assert all("listwise_parse_status" in n.node.metadata for n in out)
 
 
-def test_transformers_generator_bad_path_is_a_flagged_model_error(tmp_path) -> None:
+def test_a_model_that_cannot_load_is_one_model_error_not_a_flag(tmp_path) -> None:
     ranker = ListwiseRanker(TransformersGenerator(tmp_path / "missing"), window_size=2, step=1)
-    result = ranker.rank(Query(text="q"), [Candidate(id="a", modality="text", text="a"), Candidate(id="b", modality="text", text="b")])
-    assert result.order == [0, 1]
-    assert result.flags == ["generator_error", "generator_error"]
-    assert "ModelError" in (result.windows[0].error or "")
+    two = [Candidate(id="a", modality="text", text="a"), Candidate(id="b", modality="text", text="b")]
+    with pytest.raises(ModelError) as caught:
+        ranker.warm_up()
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    with pytest.raises(ModelError):
+        ranker.rank(Query(text="q"), two)
+    with pytest.raises(ModelError):
+        asyncio.run(ranker.arank(Query(text="q"), two))
+    with pytest.raises(ModelError):  # also through the timeout path
+        ListwiseRanker(TransformersGenerator(tmp_path / "missing"), timeout=30).rank(Query(text="q"), two)
+
+
+def test_text_only_causal_lm_ranks_and_flags_unseen_images(tiny_vlm_dirs) -> None:
+    generator = TransformersGenerator(tiny_vlm_dirs["causal"], max_new_tokens=4)
+    assert generator.accepts_images is False
+    candidates = [
+        Candidate(id="i", modality="image", image=Image.new("RGB", (8, 8)), text="a caption"),
+        Candidate(id="t", modality="text", text="plain text"),
+    ]
+    ranker = ListwiseRanker(generator, keep_raw=True)
+    result = ranker.rerank(Query(text="q"), candidates)
+    assert sorted(result.ids) == ["i", "t"]
+    flags = {c.id: c.metadata["listwise_flag"] or "" for c in result}
+    assert "image_not_shown" in flags["i"] and "image_not_shown" not in flags["t"]
+    assert "generator_error" not in flags["i"] + flags["t"]  # the text-only model really answered
+    with pytest.raises(ConfigError, match="text only"):
+        ranker.rank(Query(image=Image.new("RGB", (8, 8))), candidates)
+
+
+def test_a_timed_out_local_generation_is_told_to_stop(tiny_vlm_dirs, monkeypatch) -> None:
+    import threading
+    import time
+
+    generator = TransformersGenerator(tiny_vlm_dirs["causal"], max_new_tokens=10_000)
+    generator.warm_up()
+    stopped = threading.Event()
+    original = generator._model.generate
+
+    def slow_generate(**kwargs: Any):
+        criteria, ids = kwargs["stopping_criteria"], kwargs["input_ids"]
+        for _ in range(600):  # ~60 s unless the stopping criterion fires
+            if bool(criteria(ids, None).all()):
+                stopped.set()
+                break
+            time.sleep(0.1)
+        return original(**{**kwargs, "max_new_tokens": 1})
+
+    monkeypatch.setattr(generator._model, "generate", slow_generate)
+    ranker = ListwiseRanker(generator, timeout=0.3)
+    two = [Candidate(id="a", modality="text", text="a"), Candidate(id="b", modality="text", text="b")]
+    result = ranker.rank(Query(text="q"), two)
+    assert result.flags == ["timeout", "timeout"]
+    assert stopped.wait(5), "the abandoned generation never saw the stop signal"
+    stopped.clear()
+    async_result = asyncio.run(ranker.arank(Query(text="q"), two))  # asyncio.run returns promptly
+    assert async_result.flags == ["timeout", "timeout"]
+    assert stopped.wait(5)
+
+
+def test_listwise_postprocessor_round_trips_its_config() -> None:
+    from llama_index.core.llms import MockLLM
+
+    reranker = ListwiseReranker(llm=MockLLM(max_tokens=8), top_n=2, window_size=4, step=2, timeout=9.5, prompt="direct")
+    data = reranker.to_dict()
+    assert data["reranker"]["generator"]["llm"]["class_name"] == "MockLLM"
+    rebuilt = ListwiseReranker.from_dict(data)
+    assert rebuilt.to_dict() == data
+    assert rebuilt.ranker.prompt.name == "direct" and rebuilt.top_n == 2 and rebuilt.ranker.timeout == 9.5
+    unsaveable = ListwiseReranker(llm=RecordingLLM(answers=["x"], received=[]))
+    with pytest.raises(ConfigError, match="cannot rebuild|pass llm"):
+        config.from_dict(config.to_dict(unsaveable.ranker))
 
 
 def test_chat_turn_conversion_keeps_order() -> None:

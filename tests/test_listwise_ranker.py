@@ -14,19 +14,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.rerank.listwise import (
-    LISTWISE_FLAG,
-    LISTWISE_PARSE_STATUS,
-    LISTWISE_RANK,
-    LISTWISE_RATIONALE,
-    ChatTurn,
-    ListwiseRanker,
-    borda_aggregate,
-    plan_windows,
-    resize_to_budget,
-)
-from mm_rag_components.rerank.listwise_prompts import DIRECT_PROMPT
-from mm_rag_components.types import Candidate, Query
+from mm_rag_components.rerank.chat import ChatTurn
+from mm_rag_components.rerank.listwise import ListwiseRanker
+from mm_rag_components.rerank.listwise_prompts import DIRECT_PROMPT, resize_to_budget
+from mm_rag_components.rerank.windows import borda_aggregate, plan_windows
+from mm_rag_components.types import LISTWISE_FLAG, LISTWISE_PARSE_STATUS, LISTWISE_RANK, LISTWISE_RATIONALE, Candidate, Query
 
 _CANDIDATE = re.compile(r"Candidate \[(\d+)\]:\n(?:\(image unavailable\)\n)?(item-\d+)")
 
@@ -328,7 +320,7 @@ def test_single_candidate_needs_no_call() -> None:
     assert generator.turns == []
     assert out[0].metadata[LISTWISE_RANK] == 1
     assert LISTWISE_PARSE_STATUS not in out[0].metadata
-    assert ListwiseRanker(generator).rerank(QUERY, []) == []
+    assert ListwiseRanker(generator).rerank(QUERY, []).candidates == []
 
 
 # ---------------------------------------------------------------- async
@@ -374,3 +366,41 @@ def test_async_timeout_and_errors_are_flagged() -> None:
     # a sync-only generator runs in a thread on the async path; its errors are flagged too
     failing = asyncio.run(ListwiseRanker(Scripted(Boom("x")), window_size=3, step=1).arank(QUERY, items(3)))
     assert failing.flags == ["generator_error"] * 3
+
+
+class Unprintable:
+    """A generator answer whose text cannot be read."""
+
+    @property
+    def text(self) -> str:
+        raise RuntimeError("no text here")
+
+    def __str__(self) -> str:
+        raise RuntimeError("cannot print me")
+
+
+class AsyncUnprintable:
+    def generate(self, turns: list[ChatTurn]) -> object:
+        return Unprintable()
+
+    async def agenerate(self, turns: list[ChatTurn]) -> object:
+        return Unprintable()
+
+
+@pytest.mark.parametrize("path", ["sync", "sync-timeout", "async-thread", "async-native"])
+def test_an_answer_whose_text_cannot_be_read_is_flagged_on_every_path(path: str) -> None:
+    generator = AsyncUnprintable() if path == "async-native" else Scripted(Unprintable())
+    ranker = ListwiseRanker(generator, timeout=30 if path != "sync" else None)
+    if path.startswith("async"):
+        result = asyncio.run(ranker.arank(QUERY, items(3)))
+    else:
+        result = ranker.rank(QUERY, items(3))
+    assert result.order == [0, 1, 2]
+    assert result.flags == ["generator_error"] * 3
+    assert "cannot print me" in (result.windows[0].error or "") or "no text" in (result.windows[0].error or "")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), "10", True])
+def test_timeout_must_be_finite_positive_seconds(timeout: object) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        ListwiseRanker(Scripted("x"), timeout=timeout)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from llama_index.core.schema import QueryBundle
 from mm_rag_components import Candidate, MultimodalIndex, MultimodalRetriever, PointwiseReranker, Query
 from mm_rag_components.errors import ConfigError
 from mm_rag_components.integrations.llama_index.nodes import candidate_to_node
-from mm_rag_components.rerank import rerank_pointwise
+from mm_rag_components.rerank import PointwiseRanker
 from mm_rag_components.scoring.base import PointScore
 
 
@@ -63,10 +63,11 @@ def test_fusion_and_calibration():
 
 
 def test_unscorable_candidates_are_kept_last():
-    ranked = rerank_pointwise(FixedScorer({"a": -math.inf, "b": -5.0}), Query(text="q"), [
-        Candidate(id="a", modality="image", score=0.99), Candidate(id="b", modality="text", score=0.1)])
-    assert [r.candidate.id for r in ranked] == ["b", "a"]
-    assert ranked[1].candidate.metadata["rerank_flag"] == "unreadable_image"
+    inputs = [Candidate(id="a", modality="image", score=0.99), Candidate(id="b", modality="text", score=0.1)]
+    ranked = PointwiseRanker(FixedScorer({"a": -math.inf, "b": -5.0})).rerank(Query(text="q"), inputs)
+    assert ranked.ids == ["b", "a"] and ranked.indices == [1, 0]
+    assert ranked[1].metadata["rerank_flag"] == "unreadable_image"
+    assert inputs[0].metadata == {} and inputs[0].score == 0.99  # the input is never mutated
 
 
 def test_bad_input_and_empty_lists():

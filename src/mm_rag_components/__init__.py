@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "ClipEmbedder": "embedders",
     "TextEmbedder": "embedders",
     "Embedder": "embedders",
+    "installed_minilm_path": "embedders",
     "ChromaStore": "store",
     "MultimodalIndex": "index",
     "IngestReport": "index",
@@ -40,6 +41,12 @@ _LAZY: dict[str, str] = {
     "fit_calibration": "calibration",
     "expected_calibration_error": "calibration",
     "FilterPolicy": "filters",
+    "PointwiseRanker": "rerank",
+    "ListwiseRanker": "rerank",
+    "Reranker": "rerank",
+    "RerankResult": "rerank",
+    "retrieve": "retrieval",
+    "RetrievalOptions": "retrieval",
 }
 
 

@@ -35,7 +35,20 @@ class BackendError(MMRagError):
     """A remote or local generation/scoring backend failed."""
 
 
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` of ``exc``, at most ``limit`` characters.
+
+    Library errors can be screens long (transformers lists every architecture it knows); ours
+    stay one readable line.
+    """
+    text = str(exc).strip()
+    first = text.splitlines()[0].strip() if text else ""
+    message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 __all__ = [
+    "one_line",
     "MMRagError",
     "ConfigError",
     "MediaError",

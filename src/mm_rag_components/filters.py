@@ -24,12 +24,16 @@ threshold mean the same thing for every query.
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence, TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Iterator, Literal, Sequence
 
 from .errors import ConfigError
-from .types import Candidate
+from .types import FILTER_REASON, Candidate
+from .validate import integer, no_unknown, number, one_of, positive_number, text
+
+logger = logging.getLogger(__name__)
 
 MISSING_SCORE = "missing_score"
 BELOW_THRESHOLD = "below_threshold"
@@ -39,7 +43,6 @@ OVER_MAX_K = "over_max_k"
 DROP_REASONS: tuple[str, ...] = (MISSING_SCORE, BELOW_THRESHOLD, BELOW_MARGIN, OUTSIDE_TOP_P, OVER_MAX_K)
 
 OnMissing = Literal["drop", "keep", "error"]
-T = TypeVar("T")
 
 
 @dataclass
@@ -71,10 +74,42 @@ class FilterReport:
         return text
 
 
+@dataclass
+class Dropped:
+    """A candidate the filter left out, its input position, and why."""
+
+    candidate: Candidate
+    index: int
+    reason: str
+
+
+@dataclass
+class FilterResult:
+    """Kept candidates (input order; those kept only by ``min_keep`` are copies carrying
+    ``filter_reason`` metadata), their input positions, the dropped ones with reasons, the report."""
+
+    kept: list[Candidate]
+    kept_indices: list[int]
+    dropped: list[Dropped]
+    report: FilterReport
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.kept)
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+
 @dataclass(frozen=True)
 class FilterPolicy:
-    """Composable relevance-filter modes (see the module docstring). ``None`` disables a mode."""
+    """Composable relevance-filter modes (see the module docstring). ``None`` disables a mode.
 
+    ``score_key`` names the score read: ``"score"`` (the candidate's own score) or a metadata key
+    such as ``"calibrated_score"``, ``"rerank_score"``, ``"listwise_score"``, ``"retrieval_score"``.
+    Every setting is checked at construction (types, finite numbers, ranges).
+    """
+
+    score_key: str = "score"
     threshold: float | None = None
     max_k: int | None = None
     margin: float | None = None
@@ -84,20 +119,40 @@ class FilterPolicy:
     on_missing: OnMissing = "drop"
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and math.isnan(self.threshold):
-            raise ConfigError("threshold must be a number, got NaN")
-        if self.max_k is not None and self.max_k < 0:
-            raise ConfigError(f"max_k must be >= 0, got {self.max_k}")
-        if self.margin is not None and not (self.margin >= 0):
-            raise ConfigError(f"margin must be >= 0, got {self.margin}")
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be positive, got {self.temperature}")
-        if self.min_keep < 0:
-            raise ConfigError(f"min_keep must be >= 0, got {self.min_keep}")
-        if self.on_missing not in ("drop", "keep", "error"):
-            raise ConfigError(f"on_missing must be 'drop', 'keep' or 'error', got {self.on_missing!r}")
+        text("score_key", self.score_key)
+        number("threshold", self.threshold, optional=True)
+        integer("max_k", self.max_k, minimum=0, optional=True)
+        number("margin", self.margin, minimum=0.0, optional=True)
+        number("top_p", self.top_p, minimum=0.0, exclusive_minimum=True, maximum=1.0, optional=True)
+        positive_number("temperature", self.temperature)
+        integer("min_keep", self.min_keep, minimum=0)
+        one_of("on_missing", self.on_missing, ("drop", "keep", "error"))
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> "FilterPolicy":
+        """A policy from keywords; a misspelt one (``treshold``) is a :class:`ConfigError`."""
+        no_unknown("RelevanceFilter", options, [f.name for f in fields(cls)])
+        return cls(**options)
+
+    def score_of(self, candidate: Candidate) -> object:
+        return candidate.score if self.score_key == "score" else candidate.metadata.get(self.score_key)
+
+    def apply(self, candidates: Sequence[Candidate]) -> FilterResult:
+        """Filter ``candidates``; the input is not mutated."""
+        bad = [i for i, c in enumerate(candidates) if not isinstance(c, Candidate)]
+        if bad:
+            raise ConfigError(f"items {bad[:5]} are not Candidate objects")
+        kept, report = self.decide([self.score_of(c) for c in candidates], [c.id for c in candidates])
+        out = []
+        for i in kept:
+            candidate = candidates[i]
+            if i in report.restored:
+                reason = f"{report.restored[i]} (kept by min_keep)"
+                candidate = replace(candidate, metadata={**candidate.metadata, FILTER_REASON: reason})
+            out.append(candidate)
+        dropped = [Dropped(candidates[i], i, d) for i, d in enumerate(report.decisions) if d is not None]
+        logger.info("relevance filter (%s): %s", self.score_key, report.summary())
+        return FilterResult(out, kept, dropped, report)
 
     def decide(
         self, scores: Sequence[float | None], ids: Sequence[str] | None = None
@@ -181,35 +236,26 @@ class FilterPolicy:
         return restored
 
 
-def filter_candidates(
-    candidates: Sequence[Candidate],
-    policy: FilterPolicy,
-    score_of: Callable[[Candidate], float | None] | None = None,
-) -> tuple[list[Candidate], FilterReport]:
-    """Apply ``policy`` to candidates (``score_of`` defaults to the retrieval ``score``)."""
-    read = score_of or (lambda c: c.score)
-    kept, report = policy.decide([read(c) for c in candidates], [c.id for c in candidates])
-    return [candidates[i] for i in kept], report
-
-
 def _as_score(value: object) -> float | None:
+    """A usable score: a real number that is not NaN (±inf are meaningful: unscorable / certain)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        score = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
-    return None if math.isnan(number) else number
+    return None if math.isnan(score) else score
 
 
 __all__ = [
     "BELOW_MARGIN",
     "BELOW_THRESHOLD",
     "DROP_REASONS",
+    "Dropped",
     "FilterPolicy",
     "FilterReport",
+    "FilterResult",
     "MISSING_SCORE",
     "OUTSIDE_TOP_P",
     "OVER_MAX_K",
-    "filter_candidates",
 ]

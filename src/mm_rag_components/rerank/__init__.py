@@ -1,18 +1,32 @@
-"""Reranking over plain candidates: pointwise (per-candidate p(yes)) and listwise (one ranking)."""
+"""Reranking over plain candidates, behind one contract (:class:`Reranker`):
 
-from .listwise import ListwiseRanker, ListwiseResult, borda_aggregate, plan_windows
+* :class:`PointwiseRanker` — each candidate's p(relevant) from a relevance scorer;
+* :class:`ListwiseRanker` — one ranking per window from a (multimodal) LLM's chain of thought.
+
+Both return a :class:`RerankResult` of new candidates, best first.
+"""
+
+from .base import RerankResult, Reranker
+from .chat import ChatTurn, ListwiseGenerator
+from .listwise import ListwiseRanker, ListwiseResult
+from .listwise_prompts import COT_PROMPT, DIRECT_PROMPT, ListwisePrompt
 from .parse import ParsedRanking, parse_ranking
-from .pointwise import PROVENANCE_KEYS, Reranked, arerank_pointwise, rerank_pointwise
+from .pointwise import PointwiseRanker
+from .windows import borda_aggregate, plan_windows
 
 __all__ = [
-    "PROVENANCE_KEYS",
+    "COT_PROMPT",
+    "ChatTurn",
+    "DIRECT_PROMPT",
+    "ListwiseGenerator",
+    "ListwisePrompt",
     "ListwiseRanker",
     "ListwiseResult",
     "ParsedRanking",
-    "Reranked",
-    "arerank_pointwise",
+    "PointwiseRanker",
+    "RerankResult",
+    "Reranker",
     "borda_aggregate",
     "parse_ranking",
     "plan_windows",
-    "rerank_pointwise",
 ]

@@ -1,7 +1,7 @@
-"""Listwise prompt templates, as data.
+"""Listwise prompts: the templates, as data, and the builder that turns a window into chat turns.
 
 A template is a :class:`ListwisePrompt`: plain strings with ``str.format`` fields. The prompt
-builder (:func:`mm_rag_components.rerank.listwise.build_messages`) lays the user turn out as::
+builder (:func:`build_messages`) lays the user turn out as::
 
     intro · query header · <query image> · query text · candidate headers with <image> <text> · task
 
@@ -12,7 +12,18 @@ ranking such as ``[2, 1, 3]``) and ``{arrows}`` (the same as ``[2] > [1] > [3]``
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from .chat import ChatTurn, Part
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+#: Default pixel budget for each image sent to the model (about 448 × 448).
+DEFAULT_MAX_IMAGE_PIXELS = 448 * 448
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class ListwisePrompt:
     task: str
     image_query_text: str = "(the query is the image above)"
     missing_image_text: str = "(image unavailable)"
+    unseen_image_text: str = "(an image, not shown: this model reads text only)"
     empty_text: str = "(no text)"
 
     def with_(self, **changes: str | None) -> "ListwisePrompt":
@@ -72,4 +84,103 @@ DIRECT_PROMPT = ListwisePrompt(
 
 PROMPTS: dict[str, ListwisePrompt] = {p.name: p for p in (COT_PROMPT, DIRECT_PROMPT)}
 
-__all__ = ["COT_PROMPT", "DIRECT_PROMPT", "PROMPTS", "ListwisePrompt"]
+
+def get_prompt(prompt: str | ListwisePrompt) -> ListwisePrompt:
+    """A built-in prompt by name (``cot``, ``direct``), or the user's own prompt unchanged."""
+    if isinstance(prompt, ListwisePrompt):
+        return prompt
+    if isinstance(prompt, str) and prompt in PROMPTS:
+        return PROMPTS[prompt]
+    from ..errors import ConfigError
+
+    raise ConfigError(f"unknown listwise prompt {prompt!r}; built-ins: {sorted(PROMPTS)}")
+
+
+@dataclass(frozen=True)
+class PromptEntry:
+    """A candidate as shown in a prompt: its text, its (resized) image, and whether an image it
+    has could not be shown (``"missing"``: unreadable; ``"unseen"``: the model reads text only)."""
+
+    text: str | None
+    image: "Image.Image | None"
+    image_note: str | None = None
+
+
+def resize_to_budget(image: "Image.Image", max_pixels: int | None) -> "Image.Image":
+    """``image`` scaled down (aspect kept) so that width × height ≤ ``max_pixels``."""
+    if max_pixels is None:
+        return image
+    width, height = image.size
+    if width * height <= max_pixels:
+        return image
+    from PIL import Image
+
+    scale = math.sqrt(max_pixels / (width * height))
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
+def build_messages(
+    query_text: str | None,
+    query_image: "Image.Image | None",
+    entries: Sequence[PromptEntry],
+    prompt: ListwisePrompt = COT_PROMPT,
+    *,
+    max_text_chars: int | None = 1000,
+) -> list[ChatTurn]:
+    """The chat turns for one window: system (if any) and one interleaved user turn."""
+    n = len(entries)
+    example = "[<best number>, ..., <worst number>]"
+    arrows = "[<best number>] > ... > [<worst number>]"
+    notes = {"missing": prompt.missing_image_text, "unseen": prompt.unseen_image_text}
+    parts: list[Part] = [prompt.intro.format(n=n), prompt.query_header]
+    if query_image is not None:
+        parts.append(query_image)
+    parts.append(clip_text(query_text, max_text_chars) if query_text else prompt.image_query_text)
+    for number, entry in enumerate(entries, start=1):
+        parts.append(prompt.candidate_header.format(number=number))
+        if entry.image is not None:
+            parts.append(entry.image)
+        elif entry.image_note is not None:
+            parts.append(notes[entry.image_note])
+        if entry.text:
+            parts.append(clip_text(entry.text, max_text_chars))
+        elif entry.image is None:
+            parts.append(prompt.empty_text)
+    parts.append(prompt.task.format(n=n, example=example, arrows=arrows))
+    turns = [ChatTurn("system", (prompt.system,))] if prompt.system else []
+    turns.append(ChatTurn("user", tuple(_merge_text(parts))))
+    return turns
+
+
+def clip_text(text: str, limit: int | None) -> str:
+    """``text`` stripped and cut to ``limit`` characters (an ellipsis marks the cut)."""
+    text = text.strip()
+    if limit is not None and len(text) > limit:
+        return text[: max(0, limit - 1)].rstrip() + "…"
+    return text
+
+
+def _merge_text(parts: Sequence[Part]) -> list[Part]:
+    """Join neighbouring text parts with newlines (images stay separate parts)."""
+    merged: list[Part] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] = f"{merged[-1]}\n{part}"
+        else:
+            merged.append(part)
+    return merged
+
+
+__all__ = [
+    "COT_PROMPT",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "DIRECT_PROMPT",
+    "PROMPTS",
+    "ListwisePrompt",
+    "PromptEntry",
+    "build_messages",
+    "clip_text",
+    "get_prompt",
+    "resize_to_budget",
+]

@@ -25,6 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ..errors import ConfigError
+from ..validate import integer
+
 ParseStatus = Literal["json", "arrows", "digits", "fallback"]
 PARSE_STATUSES: tuple[ParseStatus, ...] = ("json", "arrows", "digits", "fallback")
 
@@ -77,12 +80,14 @@ def parse_ranking(text: object, n: int, *, index_base: int | None = None) -> Par
     ``index_base`` forces 0- or 1-based ids; ``None`` detects it (1-based, the numbering our
     prompts use, unless the ids contain 0 and not ``n``).
     """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+    integer("n", n, minimum=0)
     if index_base not in (None, 0, 1):
-        raise ValueError(f"index_base must be 0, 1 or None, got {index_base!r}")
+        raise ConfigError(f"index_base must be 0, 1 or None, got {index_base!r}")
     if not isinstance(text, str):
-        text = "" if text is None else str(text)
+        try:
+            text = "" if text is None else str(text)
+        except Exception:  # noqa: BLE001 - an unprintable object is no answer at all
+            text = ""
     scan_offset = max(0, len(text) - MAX_SCAN_CHARS)
     tail = text[scan_offset:]
     for finder in (_find_key_list, _find_arrows, _find_bare_list, _find_digits):

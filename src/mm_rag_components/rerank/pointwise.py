@@ -1,138 +1,197 @@
-"""Pointwise reranking over plain candidates: score each, optionally calibrate and fuse, sort."""
+"""Pointwise reranking: score each candidate on its own (p(relevant)), optionally calibrate and
+fuse with the retrieval score, sort.
+
+The order is by ``score`` = p(relevant) — the calibrated probability when a calibration is set —
+or, with ``fusion_weight=w``, ``retrieval + w · p``. Candidates the scorer could not score (an
+unreadable image, a prompt too long, a server without the answer log-probabilities) keep their
+flag in ``rerank_flag`` and are ranked last, never dropped. Incoming retrieval scores that are
+not finite numbers count as missing (flagged ``missing_retrieval_score`` when fusion needs them).
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..scoring.base import PointScore, RelevanceScorer, ascore
-from ..types import RETRIEVAL_SCORE, Candidate, Query
+from ..errors import BackendError, ConfigError
+from ..scoring.base import PointScore, RelevanceScorer, ascore, sigmoid
+from ..types import CALIBRATED_SCORE, RERANK_FLAG, RERANK_LOGODDS, RERANK_SCORE, Candidate, Query
+from ..validate import no_unknown, number, positive_int
+from .base import RerankResult, check_query, cut, finite_or_none, join_flags, reranked_copy
 
 logger = logging.getLogger(__name__)
 
-# Metadata keys written on every reranked candidate/node.
-RERANK_SCORE = "rerank_score"
-RERANK_LOGODDS = "rerank_logodds"
-CALIBRATED_SCORE = "calibrated_score"
-RERANK_FLAG = "rerank_flag"
-PROVENANCE_KEYS = (RETRIEVAL_SCORE, RERANK_SCORE, RERANK_LOGODDS, CALIBRATED_SCORE, RERANK_FLAG)
+MISSING_RETRIEVAL_SCORE = "missing_retrieval_score"
+INVALID_SCORE = "invalid_score"
 
 
 class Calibrator(Protocol):
-    """Anything that maps log-odds to calibrated probabilities (see :mod:`mm_rag_components.calibration`)."""
+    """Maps log-odds to calibrated probabilities (see :mod:`mm_rag_components.calibration`)."""
 
     def apply(self, logodds: Any) -> np.ndarray: ...
 
 
-@dataclass
-class Reranked:
-    """A candidate with its new ``score`` (what the ranking sorts by) and how it was obtained."""
+def _calibration(value: Calibrator | str | Path | None) -> Calibrator | None:
+    if isinstance(value, (str, Path)):
+        from ..calibration import Calibration
 
-    candidate: Candidate
-    score: float
-    point: PointScore
-    calibrated: float | None = None
-
-
-def _finish(
-    candidates: Sequence[Candidate],
-    points: list[PointScore],
-    *,
-    top_n: int | None,
-    fusion_weight: float | None,
-    calibration: Calibrator | None,
-) -> list[Reranked]:
-    calibrated: list[float | None] = [None] * len(points)
-    if calibration is not None:
-        finite = [i for i, p in enumerate(points) if math.isfinite(p.logodds)]
-        if finite:
-            values = np.asarray(calibration.apply(np.array([points[i].logodds for i in finite], dtype=np.float64)))
-            for i, value in zip(finite, values.tolist()):
-                calibrated[i] = float(value)
-        for i, p in enumerate(points):
-            if not math.isfinite(p.logodds):
-                calibrated[i] = 0.0
-    missing_retrieval = fusion_weight is not None and any(c.score is None for c in candidates)
-    if missing_retrieval:
-        logger.warning("fusion: some candidates have no retrieval score; 0.0 is used for them")
-    results = []
-    for candidate, point, cal in zip(candidates, points, calibrated):
-        relevance = cal if cal is not None else point.probability
-        score = relevance if fusion_weight is None else (candidate.score or 0.0) + fusion_weight * relevance
-        candidate.metadata.update(
-            {
-                RETRIEVAL_SCORE: candidate.score,
-                RERANK_SCORE: point.probability,
-                RERANK_LOGODDS: point.logodds,
-                CALIBRATED_SCORE: cal,
-                RERANK_FLAG: point.flag,
-            }
-        )
-        results.append(Reranked(candidate, score, point, cal))
-    # Candidates that could not be scored (log-odds -inf, flagged) are kept but ranked last.
-    order = sorted(range(len(results)), key=lambda i: (not math.isfinite(results[i].point.logodds), -results[i].score, i))
-    ranked = [results[i] for i in order]
-    return ranked if top_n is None else ranked[:top_n]
+        return Calibration.load(value)
+    if value is not None and not callable(getattr(value, "apply", None)):
+        raise ConfigError(f"calibration must be a Calibration, a JSON path or None, got {type(value).__name__}")
+    return value
 
 
-def _check(query: Any, top_n: int | None) -> None:
-    if not isinstance(query, Query):
-        raise ConfigError("reranking needs a query (text, image, or both)")
-    if top_n is not None and top_n < 1:
-        raise ConfigError(f"top_n must be >= 1, got {top_n}")
+class PointwiseRanker:
+    """Rerank by a :class:`~mm_rag_components.scoring.base.RelevanceScorer`'s p(relevant).
 
-
-def rerank_pointwise(
-    scorer: RelevanceScorer,
-    query: Query,
-    candidates: Sequence[Candidate],
-    *,
-    top_n: int | None = None,
-    fusion_weight: float | None = None,
-    calibration: Calibrator | None = None,
-) -> list[Reranked]:
-    """Rerank ``candidates`` by p(relevant) — or ``retrieval + fusion_weight · p`` — best first.
-
-    Candidates the scorer flags as unscorable (e.g. an unreadable image) are kept, ranked last.
+    Build it from a ready ``scorer`` or with :meth:`create` (a model name or directory plus
+    scorer options). ``top_n`` keeps the best n; ``fusion_weight`` and ``calibration`` as in
+    the module docstring (``calibration`` may be a JSON path written by ``Calibration.save``).
     """
-    _check(query, top_n)
-    if not candidates:
-        return []
-    points = scorer.score(query, candidates)
-    return _finish(candidates, points, top_n=top_n, fusion_weight=fusion_weight, calibration=calibration)
+
+    def __init__(
+        self,
+        scorer: RelevanceScorer,
+        *,
+        top_n: int | None = None,
+        fusion_weight: float | None = None,
+        calibration: Calibrator | str | Path | None = None,
+    ) -> None:
+        if not callable(getattr(scorer, "score", None)):
+            raise ConfigError(f"scorer must have score(query, candidates), got {type(scorer).__name__}")
+        self.scorer = scorer
+        self.top_n = positive_int("top_n", top_n, optional=True)
+        self.fusion_weight = number("fusion_weight", fusion_weight, optional=True)
+        self.calibration = _calibration(calibration)
+
+    @classmethod
+    def create(
+        cls,
+        model: str | Path | None = None,
+        *,
+        scorer: RelevanceScorer | None = None,
+        reranker: PointwiseRanker | None = None,
+        **options: Any,
+    ) -> PointwiseRanker:
+        """The one place a pointwise reranker is built from keywords (every adapter uses it).
+
+        Give exactly one of ``reranker`` (returned as is), ``scorer``, or ``model`` (a name or
+        directory for :class:`~mm_rag_components.scoring.transformers_scorer.TransformersScorer`;
+        options it does not take go to the scorer). Unknown options are a :class:`ConfigError`.
+        """
+        if sum(x is not None for x in (model, scorer, reranker)) != 1:
+            raise ConfigError("give exactly one of model (a name or directory), scorer or reranker")
+        if reranker is not None:
+            no_unknown("with reranker=, no other option applies", options)
+            if not isinstance(reranker, PointwiseRanker):
+                raise ConfigError(f"reranker must be a PointwiseRanker, got {type(reranker).__name__}")
+            return reranker
+        own = {k: options.pop(k) for k in ("top_n", "fusion_weight", "calibration") if k in options}
+        if scorer is None:
+            from ..scoring.transformers_scorer import TransformersScorer
+
+            no_unknown("PointwiseRanker / TransformersScorer", options, _parameters(TransformersScorer))
+            scorer = TransformersScorer(model, **options)  # type: ignore[arg-type]
+        else:
+            no_unknown("PointwiseRanker (scorer options apply only with model=)", options)
+        return cls(scorer, **own)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.scorer, "name", type(self.scorer).__name__))
+
+    def warm_up(self) -> None:
+        """Load the scorer's model now, if it has one."""
+        warm = getattr(self.scorer, "warm_up", None)
+        if callable(warm):
+            warm()
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "scorer": self.scorer,
+            "top_n": self.top_n,
+            "fusion_weight": self.fusion_weight,
+            "calibration": self.calibration,
+        }
+
+    # ranking -----------------------------------------------------------------------------
+    def rerank(self, query: Query, candidates: Sequence[Candidate]) -> RerankResult:
+        query, items = check_query(query, candidates)
+        if not items:
+            return RerankResult([], [], 0)
+        return self._finish(items, self.scorer.score(query, items))
+
+    async def arerank(self, query: Query, candidates: Sequence[Candidate]) -> RerankResult:
+        """Async :meth:`rerank`: the scorer's native ``ascore`` when it has one."""
+        query, items = check_query(query, candidates)
+        if not items:
+            return RerankResult([], [], 0)
+        return self._finish(items, await ascore(self.scorer, query, items))
+
+    def _calibrated(self, logodds: list[float]) -> list[float | None]:
+        out: list[float | None] = [None] * len(logodds)
+        if self.calibration is None:
+            return out
+        finite = [i for i, z in enumerate(logodds) if math.isfinite(z)]
+        if finite:
+            values = np.asarray(self.calibration.apply(np.array([logodds[i] for i in finite], dtype=np.float64)))
+            for i, value in zip(finite, values.tolist()):
+                out[i] = finite_or_none(value)
+        return [0.0 if v is None else v for v in out]
+
+    def _finish(self, candidates: list[Candidate], points: Sequence[PointScore]) -> RerankResult:
+        if len(points) != len(candidates):
+            raise BackendError(f"scorer {self.name!r} returned {len(points)} scores for {len(candidates)} candidates")
+        logodds = [_logodds(p) for p in points]
+        calibrated = self._calibrated(logodds)
+        scores: list[float] = []
+        provenance: list[dict[str, Any]] = []
+        missing = 0
+        for candidate, point, z, cal in zip(candidates, points, logodds, calibrated):
+            flag = point.flag
+            if z == -math.inf and getattr(point, "logodds", None) != -math.inf:
+                flag = join_flags(flag, INVALID_SCORE)  # NaN / +inf / junk from a backend
+            probability = sigmoid(z)
+            relevance = cal if cal is not None else probability
+            score = relevance
+            if self.fusion_weight is not None:
+                retrieval = finite_or_none(candidate.score)
+                if retrieval is None:
+                    missing += 1
+                    flag = join_flags(flag, MISSING_RETRIEVAL_SCORE)
+                score = (retrieval or 0.0) + self.fusion_weight * relevance
+            scores.append(score)
+            provenance.append({
+                RERANK_SCORE: probability,
+                RERANK_LOGODDS: z,
+                CALIBRATED_SCORE: cal,
+                RERANK_FLAG: flag,
+            })
+        if missing:
+            logger.warning("fusion: %d candidate(s) have no finite retrieval score; 0.0 is used (flagged)", missing)
+        # unscorable candidates (log-odds -inf) are kept but ranked last; ties keep input order
+        order = sorted(range(len(candidates)), key=lambda i: (not math.isfinite(logodds[i]), -scores[i], i))
+        order = cut(order, self.top_n)
+        ranked = [reranked_copy(candidates[i], scores[i], provenance[i]) for i in order]
+        return RerankResult(ranked, order, len(candidates), details=[points[i] for i in order])
 
 
-async def arerank_pointwise(
-    scorer: RelevanceScorer,
-    query: Query,
-    candidates: Sequence[Candidate],
-    *,
-    top_n: int | None = None,
-    fusion_weight: float | None = None,
-    calibration: Calibrator | None = None,
-) -> list[Reranked]:
-    """Async :func:`rerank_pointwise` (the scorer's ``ascore`` when it has one)."""
-    _check(query, top_n)
-    if not candidates:
-        return []
-    points = await ascore(scorer, query, candidates)
-    return _finish(candidates, points, top_n=top_n, fusion_weight=fusion_weight, calibration=calibration)
+def _logodds(point: PointScore) -> float:
+    """The point's log-odds; NaN or +inf (a broken backend) count as unscorable (-inf)."""
+    z = finite_or_none(getattr(point, "logodds", None))
+    if z is not None:
+        return z
+    return -math.inf
 
 
-__all__ = [
-    "CALIBRATED_SCORE",
-    "PROVENANCE_KEYS",
-    "RERANK_FLAG",
-    "RERANK_LOGODDS",
-    "RERANK_SCORE",
-    "RETRIEVAL_SCORE",
-    "Reranked",
-    "arerank_pointwise",
-    "rerank_pointwise",
-]
+def _parameters(cls: type) -> list[str]:
+    return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+
+__all__ = ["Calibrator", "INVALID_SCORE", "MISSING_RETRIEVAL_SCORE", "PointwiseRanker"]

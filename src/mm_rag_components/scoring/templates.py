@@ -35,6 +35,14 @@ class PointwiseTemplate:
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        for key in ("name", "yes", "no", "instruction", "answer_prefix"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"template {key} must be a string, got {getattr(self, key)!r}")
+        if self.system is not None and not isinstance(self.system, str):
+            raise ConfigError(f"template system must be a string or None, got {self.system!r}")
+        if not isinstance(self.parts, (list, tuple)) or not all(isinstance(p, str) for p in self.parts):
+            raise ConfigError(f"template {self.name!r}: parts must be a sequence of strings")
+        object.__setattr__(self, "parts", tuple(self.parts))  # lists (e.g. from JSON) become tuples
         if not any("{document}" in p or p == DOCUMENT_IMAGE for p in self.parts):
             raise ConfigError(f"template {self.name!r} has no {{document}} or {DOCUMENT_IMAGE} part")
         if not any("{query}" in p or p == QUERY_IMAGE for p in self.parts):

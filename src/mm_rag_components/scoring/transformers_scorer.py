@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MediaError, ModelError
+from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
 from ..types import Candidate, Query
 from .base import TRUNCATED, UNREADABLE_IMAGE, PointScore
-from .templates import DEFAULT_TEMPLATE, PointwiseTemplate, get_template
+from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
+from .templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 from .vision_cache import VisionFeatureCache
 
 logger = logging.getLogger(__name__)
@@ -83,27 +84,49 @@ class TransformersScorer:
         local_files_only: bool | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if not isinstance(model_name_or_path, (str, Path)) or not str(model_name_or_path).strip():
+            raise ConfigError(f"model must be a hub name or a directory, got {model_name_or_path!r}")
         self.model_name_or_path = str(model_name_or_path)
         self.name = self.model_name_or_path
         self.template = get_template(template)
-        self.instruction = instruction
-        self.device = device
-        self.dtype = dtype
-        self.batch_size = batch_size
+        self.instruction = text("instruction", instruction, optional=True, non_empty=False)
+        self.device = text("device", device, optional=True)
+        self.dtype = dtype_name(dtype)
+        self.batch_size = positive_int("batch_size", batch_size)
         #: Images per vision-tower call; ``None``: 1 on CPU (batching only adds padding and memory
         #: traffic there, measured ~20% slower at 8), ``batch_size`` on accelerators.
-        self.vision_batch_size = vision_batch_size
-        self.max_length = max_length
-        self.max_pixels = max_pixels
-        self.vision_cache = VisionFeatureCache(vision_cache_size)
+        self.vision_batch_size = positive_int("vision_batch_size", vision_batch_size, optional=True)
+        self.max_length = integer("max_length", max_length, minimum=8, optional=True)
+        self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
+        self.vision_cache = VisionFeatureCache(integer("vision_cache_size", vision_cache_size, minimum=0))
+        self.fast_requested = boolean("fast", fast)
+        self.local_files_only = local_files_only
+        self.trust_remote_code = boolean("trust_remote_code", trust_remote_code)
         self._load_kwargs = {"local_files_only": bool(local_files_only), "trust_remote_code": trust_remote_code}
         self._model: Any = None
         self._lock = threading.Lock()
         self._load_processor()
         self.fast = fast and (not self.multimodal or self.model_type in FAST_VLMS)
         self.yes_id, self.no_id = self._answer_ids()
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (see :mod:`mm_rag_components.config`)."""
+        builtin = BUILTIN_TEMPLATES.get(self.template.name) == self.template
+        return {
+            "model_name_or_path": self.model_name_or_path,
+            "template": self.template.name if builtin else self.template,
+            "instruction": self.instruction,
+            "device": self.device,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "vision_batch_size": self.vision_batch_size,
+            "max_length": self.max_length,
+            "vision_cache_size": self.vision_cache.max_items,
+            "max_pixels": self.max_pixels,
+            "fast": self.fast_requested,
+            "local_files_only": self.local_files_only,
+            "trust_remote_code": self.trust_remote_code,
+        }
 
     # loading ---------------------------------------------------------------------------------
     def _load_processor(self) -> None:
@@ -115,8 +138,8 @@ class TransformersScorer:
             loader = AutoProcessor if self.multimodal else AutoTokenizer
             self.processor = loader.from_pretrained(self.model_name_or_path, **self._load_kwargs)
         except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
-            raise ModelError(f"cannot load {self.model_name_or_path!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        self.config = config
+            raise ModelError(f"cannot load {self.model_name_or_path!r}: {one_line(exc)}") from exc
+        self.hf_config = config
         self.model_type = getattr(config, "model_type", "")
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         if self.tokenizer.chat_template is None and getattr(self.processor, "chat_template", None) is None:
@@ -166,12 +189,12 @@ class TransformersScorer:
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+        dtype = torch_dtype(self.dtype)
         loader = AutoModelForImageTextToText if self.multimodal else AutoModelForCausalLM
         try:
             model = loader.from_pretrained(self.model_name_or_path, dtype=dtype, **self._load_kwargs)
         except Exception as exc:  # noqa: BLE001
-            raise ModelError(f"cannot load model {self.model_name_or_path!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            raise ModelError(f"cannot load model {self.model_name_or_path!r}: {one_line(exc)}") from exc
         model.to(device).eval()
         self._device = torch.device(device)
         head = model.get_output_embeddings()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBundle, TextNode
 
 from ...errors import ConfigError
 from ...media import is_url
-from ...types import RETRIEVAL_SCORE, Candidate, ImageSource, Query
-
-#: Metadata keys written by our components, so users can see why a node is where it is.
-MODALITY = "modality"
+from ...types import MODALITY, RETRIEVAL_SCORE, Candidate, ImageSource, Query
 
 
 def candidate_to_node(candidate: Candidate) -> NodeWithScore:
@@ -56,23 +53,21 @@ def node_to_candidate(node_with_score: NodeWithScore) -> Candidate:
     )
 
 
-def reorder_nodes(
-    nodes: Sequence[NodeWithScore], candidates: Sequence[Candidate], ranked: Iterable[tuple[Candidate, float]]
+def apply_result(
+    nodes: Sequence[NodeWithScore], indices: Sequence[int], candidates: Sequence[Candidate]
 ) -> list[NodeWithScore]:
-    """Nodes in ``ranked`` order with the new scores; the core's provenance copied into metadata.
+    """``nodes[indices[k]]`` with ``candidates[k]``'s score and metadata, in that order.
 
-    ``candidates`` are the ones made from ``nodes`` (same order); ``ranked`` holds some of them.
-    Provenance keys are hidden from LLM prompts and embeddings.
+    Provenance keys the core added are hidden from LLM prompts and embeddings.
     """
-    origin = {id(c): n for c, n in zip(candidates, nodes)}
     out = []
-    for candidate, score in ranked:
-        node = origin[id(candidate)].node
+    for index, candidate in zip(indices, candidates):
+        node = nodes[index].node
         added = [k for k in candidate.metadata if k not in node.metadata or node.metadata[k] != candidate.metadata[k]]
         node.metadata.update(candidate.metadata)
         node.excluded_llm_metadata_keys = list(dict.fromkeys([*node.excluded_llm_metadata_keys, *added]))
         node.excluded_embed_metadata_keys = list(dict.fromkeys([*node.excluded_embed_metadata_keys, *added]))
-        out.append(NodeWithScore(node=node, score=score))
+        out.append(NodeWithScore(node=node, score=candidate.score))
     return out
 
 
@@ -119,6 +114,6 @@ __all__ = [
     "RETRIEVAL_SCORE",
     "candidate_to_node",
     "node_to_candidate",
+    "apply_result",
     "query_from_bundle",
-    "reorder_nodes",
 ]

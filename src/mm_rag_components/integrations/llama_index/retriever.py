@@ -12,9 +12,11 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from ... import config
+from ...errors import ConfigError
 from ...index import MultimodalIndex
 from ...retrieval import RetrievalOptions, retrieve
-from ...types import MODALITIES, ImageSource, Query
+from ...types import ImageSource, Query
 from .nodes import candidate_to_node, query_from_bundle
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ class MultimodalRetriever(BaseRetriever):
 
     Returns ``TextNode`` / ``ImageNode`` (with ``image_path``, never base64) in ``NodeWithScore``.
     The query image comes from ``QueryBundle.image_path`` or from :meth:`retrieve_multimodal`.
-    Options are those of :class:`~mm_rag_components.retrieval.RetrievalOptions`; scores follow its
+    Options: a :class:`~mm_rag_components.retrieval.RetrievalOptions` or its fields as keywords
+    (``top_k``, ``image_top_k``, ``text_top_k``, ``modalities``, ``where`` …); scores follow its
     scale rules (``metadata["score_scale"]``). ``last_notes`` holds what the last call skipped.
     """
 
@@ -40,23 +43,27 @@ class MultimodalRetriever(BaseRetriever):
         self,
         index: MultimodalIndex,
         *,
-        modalities: Sequence[str] = MODALITIES,
-        top_k: int = 5,
-        image_top_k: int | None = None,
-        text_top_k: int | None = None,
-        image_weight: float = 0.5,
-        where: dict[str, Any] | None = None,
-        rrf_k: int = 60,
-        allow_urls: bool = False,
-        **kwargs: Any,
+        options: RetrievalOptions | None = None,
+        callback_manager: Any = None,
+        verbose: bool = False,
+        **option_kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(callback_manager=callback_manager, verbose=verbose)
+        if options is not None and option_kwargs:
+            raise ConfigError("give options= or option keywords, not both")
         self.index = index
-        self.options = RetrievalOptions(
-            modalities=tuple(modalities), top_k=top_k, image_top_k=image_top_k, text_top_k=text_top_k,
-            image_weight=image_weight, where=where, rrf_k=rrf_k, allow_urls=allow_urls,
-        )
+        self.options = options or RetrievalOptions.from_kwargs(**option_kwargs)
         self.last_notes: list[str] = []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The index (store location, embedders) and the retrieval options, as plain data."""
+        return {"class_name": "MultimodalRetriever", "index": config.to_dict(self.index), "options": self.options.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **index_overrides: Any) -> "MultimodalRetriever":
+        if not isinstance(data, dict) or "index" not in data:
+            raise ConfigError("MultimodalRetriever.from_dict needs the dict written by to_dict()")
+        return cls(config.from_dict(data["index"], **index_overrides), **data.get("options", {}))
 
     def _nodes(self, query: Query) -> list[NodeWithScore]:
         result = retrieve(self.index, query, self.options)
