@@ -136,6 +136,9 @@ class MultimodalIndex:
         self.chunk_overlap = min(chunk_overlap, self.chunk_size // 2)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
+        self.path = None if path is None else str(path)
+        self.host, self.port, self.telemetry = host, port, telemetry
+        self._own_client = client is None
         self._client = client if client is not None else make_client(path, host=host, port=port, telemetry=telemetry)
         self._image_store: ChromaStore | None = None
         self._text_store: ChromaStore | None = None
@@ -144,6 +147,18 @@ class MultimodalIndex:
     def __repr__(self) -> str:
         text = f", text_embedder={self.text_embedder.name!r}" if self.text_embedder is not None else ""
         return f"MultimodalIndex(collection={self.collection!r}, image_embedder={self.image_embedder.name!r}{text})"
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (see :mod:`mm_rag_components.config`); an index opened on a
+        ready chromadb client cannot be saved (the client is not data)."""
+        if not self._own_client:
+            raise ConfigError("an index opened on a client object cannot be saved; open it with path= or host=")
+        return {
+            "path": None if self.host else self.path, "host": self.host, "port": self.port,
+            "image_embedder": self.image_embedder, "text_embedder": self.text_embedder,
+            "collection": self.collection, "chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap,
+            "batch_size": self.batch_size, "max_pixels": self.max_pixels, "telemetry": self.telemetry,
+        }
 
     # stores --------------------------------------------------------------------------------
     @property

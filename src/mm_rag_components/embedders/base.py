@@ -125,6 +125,14 @@ class SentenceTransformerEmbedder:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (see :mod:`mm_rag_components.config`)."""
+        return {
+            "model_name_or_path": self.model_name_or_path, "device": self.device, "dtype": self.dtype,
+            "batch_size": self.batch_size, "max_pixels": self.max_pixels,
+            "local_files_only": self.local_files_only, "trust_remote_code": self.trust_remote_code,
+        }
+
     # loading -------------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the model now (otherwise it loads on first use)."""
