@@ -106,18 +106,22 @@ def test_unreadable_candidate_is_flagged_and_the_rest_scored(tiny_vlm_dirs, draw
     assert math.isfinite(scores[0].logodds) and math.isfinite(scores[2].logodds)
 
 
+def _prompt_length(scorer, query, document):
+    return len(scorer.prompts.tokenize(scorer.render(query, document, False)[0]))
+
+
 def test_oversized_prompt_truncates_the_candidate_not_the_instruction(tiny_vlm_dirs):
-    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"])
-    long_doc = "word " * 400
     query = Query(text="find the important passage")
-    base = len(scorer._tokenize(scorer.render(query, "", False)[0]))
-    scorer.max_length = limit = base + 20
+    base = _prompt_length(TransformersScorer(tiny_vlm_dirs["idefics3"]), query, "")
+    limit = base + 20
+    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], max_length=limit)
+    long_doc = "word " * 400
     scores = scorer.score(query, [Candidate(id="long", modality="text", text=long_doc), Candidate(id="short", modality="text", text="tiny")])
     assert scores[0].flag == TRUNCATED and math.isfinite(scores[0].logodds)
     assert scores[1].flag is None
-    text, ids, flag = scorer._truncate(query, long_doc, False, len(scorer._tokenize(scorer.render(query, long_doc, False)[0])))
-    assert flag == TRUNCATED and limit - 5 <= len(ids) <= limit
-    assert "Given a search query" in text and "find the important passage" in text
+    prompt = scorer.prompts.build(query.text, False, long_doc, False)
+    assert prompt.flag == TRUNCATED and limit - 5 <= len(prompt.ids) <= limit
+    assert "Given a search query" in prompt.text and "find the important passage" in prompt.text
 
 
 def test_bad_input(tiny_vlm_dirs, tmp_path):
@@ -134,9 +138,9 @@ def test_bad_input(tiny_vlm_dirs, tmp_path):
 
 
 def test_prompt_that_cannot_fit_is_flagged_not_cut_in_the_instruction(tiny_vlm_dirs):
-    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"])
     query = Query(text="find the important passage")
-    scorer.max_length = len(scorer._tokenize(scorer.render(query, "", False)[0])) - 5
+    limit = _prompt_length(TransformersScorer(tiny_vlm_dirs["idefics3"]), query, "") - 5
+    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], max_length=limit)
     scores = scorer.score(query, [Candidate(id="a", modality="text", text="anything at all")])
     assert scores[0].flag == "prompt_too_long" and scores[0].logodds == -math.inf
 

@@ -24,13 +24,17 @@ from typing import Any, Literal, Protocol, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 from .types import Candidate, Query
+from .validate import integer, no_unknown, number, one_of, positive_int
 
 Method = Literal["platt", "temperature", "identity"]
 InputKind = Literal["logodds", "probability"]
 METHODS: tuple[str, ...] = ("platt", "temperature", "identity")
 FORMAT_VERSION = 1
+#: Bounds on saved parameters (beyond them a calibration is a bug, not a fit) and on the file.
+MAX_PARAMETER = 1e6
+MAX_FILE_BYTES = 64 * 1024
 _EPS = 1e-7
 #: Queries that say nothing, used to estimate a candidate's prior log-odds.
 DEFAULT_CONTENT_FREE_QUERIES: tuple[str, ...] = ("N/A",)
@@ -62,14 +66,13 @@ class Calibration:
     n_samples: int = 0
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"unknown calibration method {self.method!r}; use one of {METHODS}")
-        if self.input_kind not in ("logodds", "probability"):
-            raise ConfigError(f"input_kind must be 'logodds' or 'probability', got {self.input_kind!r}")
-        if not (math.isfinite(self.a) and math.isfinite(self.b)):
-            raise ConfigError(f"calibration parameters must be finite, got a={self.a}, b={self.b}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ConfigError(f"temperature must be a positive number, got {self.temperature}")
+        one_of("method", self.method, METHODS)
+        one_of("input_kind", self.input_kind, ("logodds", "probability"))
+        for name in ("a", "b"):
+            object.__setattr__(self, name, number(name, getattr(self, name), minimum=-MAX_PARAMETER, maximum=MAX_PARAMETER))
+        temperature = number("temperature", self.temperature, minimum=1.0 / MAX_PARAMETER, maximum=MAX_PARAMETER)
+        object.__setattr__(self, "temperature", temperature)
+        integer("n_samples", self.n_samples, minimum=0)
 
     def logodds(self, scores: np.ndarray | Sequence[float] | float) -> np.ndarray:
         """Calibrated log-odds of raw ``scores`` (``-inf`` stays ``-inf`` for a > 0)."""
@@ -93,16 +96,15 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        """Parameters from :meth:`to_dict`'s output; anything else is a :class:`ConfigError`."""
         if not isinstance(data, dict):
             raise ConfigError("calibration data must be a JSON object")
         version = data.get("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or isinstance(version, bool):
             raise ConfigError(f"unsupported calibration format_version {version!r}")
-        fields = {k: data[k] for k in ("method", "a", "b", "temperature", "input_kind", "n_samples") if k in data}
-        try:
-            return cls(**fields)
-        except TypeError as exc:
-            raise ConfigError(f"invalid calibration data: {exc}") from exc
+        known = ("method", "a", "b", "temperature", "input_kind", "n_samples")
+        no_unknown("calibration data", {k: v for k, v in data.items() if k != "format_version"}, known)
+        return cls(**{k: data[k] for k in known if k in data})
 
     def save(self, path: str | Path) -> Path:
         """Write the parameters as JSON; returns the path."""
@@ -115,11 +117,18 @@ class Calibration:
     def load(cls, path: str | Path) -> "Calibration":
         """Read parameters written by :meth:`save` (``ConfigError`` if missing or malformed)."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
         except FileNotFoundError as exc:
             raise ConfigError(f"{path}: no such calibration file") from exc
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not a calibration JSON file: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the calibration file: {exc}") from exc
+        if len(raw) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: over {MAX_FILE_BYTES:,} bytes; not a calibration file")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{path}: not a calibration JSON file: {one_line(exc)}") from exc
         return cls.from_dict(data)
 
 
@@ -138,10 +147,11 @@ def fit_calibration(
     finite parameters. Raises :class:`ConfigError` for mismatched lengths, non-finite scores,
     non-binary labels or a single class.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown calibration method {method!r}; use one of {METHODS}")
-    z = np.asarray(scores_or_logodds, dtype=np.float64).ravel()
-    y = np.asarray(labels).ravel()
+    one_of("method", method, METHODS)
+    one_of("kind", kind, ("logodds", "probability"))
+    positive_int("max_iter", max_iter)
+    z = _floats(scores_or_logodds, "scores")
+    y = _labels(labels)
     if z.shape != y.shape:
         raise ConfigError(f"{z.size} scores but {y.size} labels")
     if z.size < 2:
@@ -152,11 +162,6 @@ def fit_calibration(
         if np.any((z < 0) | (z > 1)):
             raise ConfigError("kind='probability' but some scores are outside [0, 1]")
         z = logit(z)
-    elif kind != "logodds":
-        raise ConfigError(f"kind must be 'logodds' or 'probability', got {kind!r}")
-    if not np.all(np.isin(y, (0, 1))):
-        raise ConfigError("labels must be 0/1 (or booleans)")
-    y = y.astype(np.float64)
     positives = int(y.sum())
     if positives == 0 or positives == y.size:
         raise ConfigError("labels contain a single class; calibration needs relevant and irrelevant examples")
@@ -214,12 +219,11 @@ def expected_calibration_error(
     probs: Sequence[float] | np.ndarray, labels: Sequence[int | bool] | np.ndarray, n_bins: int = 10
 ) -> float:
     """ECE: the weighted mean |accuracy − confidence| over ``n_bins`` equal-width bins of [0, 1]."""
-    p = np.asarray(probs, dtype=np.float64).ravel()
-    y = np.asarray(labels, dtype=np.float64).ravel()
+    p = _floats(probs, "probabilities")
+    y = _labels(labels)
     if p.shape != y.shape:
         raise ConfigError(f"{p.size} probabilities but {y.size} labels")
-    if n_bins < 1:
-        raise ConfigError(f"n_bins must be >= 1, got {n_bins}")
+    positive_int("n_bins", n_bins)
     if p.size == 0:
         raise ConfigError("expected_calibration_error needs at least one example")
     if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
@@ -231,6 +235,25 @@ def expected_calibration_error(
         if mask.any():
             total += mask.sum() * abs(y[mask].mean() - p[mask].mean())
     return float(total / p.size)
+
+
+def _floats(values: Any, what: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be numbers: {one_line(exc)}") from exc
+
+
+def _labels(labels: Any) -> np.ndarray:
+    """Binary labels as floats; anything but 0/1/True/False is a :class:`ConfigError`."""
+    try:
+        y = np.asarray(labels).ravel()
+        ok = y.dtype.kind in "biuf" and bool(np.all(np.isin(y, (0, 1))))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError("labels must be 0/1 (or booleans)")
+    return y.astype(np.float64)
 
 
 class _Scorer(Protocol):

@@ -33,7 +33,7 @@ from ..errors import ConfigError, MediaError
 from ..media import load_image
 from ..types import LISTWISE_FLAG, LISTWISE_PARSE_STATUS, LISTWISE_RANK, LISTWISE_RATIONALE, LISTWISE_SCORE
 from ..types import Candidate, ImageSource, Query
-from ..validate import boolean, integer, no_unknown, positive_int, positive_number
+from ..validate import boolean, integer, no_unknown, number, positive_int
 from .base import RerankResult, check_query, cut, reranked_copy
 from .chat import (
     FLAG_GENERATOR_ERROR,
@@ -68,6 +68,8 @@ FLAG_PARTIAL = "partial_ranking"
 FLAG_IMAGE_ERROR = "image_error"
 FLAG_IMAGE_NOT_SHOWN = "image_not_shown"
 
+#: The longest per-call timeout accepted (a week): larger values overflow the platform's timers.
+MAX_TIMEOUT = 7 * 24 * 3600.0
 _STATUS_SEVERITY = {"json": 0, "arrows": 1, "digits": 2, "fallback": 3}
 #: Options of :meth:`ListwiseRanker.__init__` (the rest of :meth:`ListwiseRanker.create`'s
 #: keywords go to the generator).
@@ -169,7 +171,7 @@ class ListwiseRanker:
         self.max_image_pixels = positive_int("max_image_pixels", max_image_pixels, optional=True)
         self.max_text_chars = positive_int("max_text_chars", max_text_chars, optional=True)
         self.max_rationale_chars = positive_int("max_rationale_chars", max_rationale_chars, optional=True)
-        self.timeout = positive_number("timeout", timeout, optional=True)
+        self.timeout = number("timeout", timeout, minimum=0.0, exclusive_minimum=True, maximum=MAX_TIMEOUT, optional=True)
         self.max_concurrency = positive_int("max_concurrency", max_concurrency)
         self.allow_urls = boolean("allow_urls", allow_urls)
         self.keep_raw = boolean("keep_raw", keep_raw)

@@ -13,6 +13,10 @@ from ..types import Candidate, Query
 #: Flags a scorer may set on a candidate it could not score normally.
 UNREADABLE_IMAGE = "unreadable_image"
 TRUNCATED = "truncated"
+#: A candidate with neither an image nor text (nothing to judge): ranked last.
+EMPTY_CANDIDATE = "empty_candidate"
+#: An image candidate without an image source, scored on its text alone.
+MISSING_IMAGE = "missing_image"
 
 
 @dataclass(frozen=True)
@@ -56,4 +60,4 @@ async def ascore(scorer: RelevanceScorer, query: Query, candidates: Sequence[Can
     return await asyncio.to_thread(scorer.score, query, candidates)
 
 
-__all__ = ["PointScore", "RelevanceScorer", "TRUNCATED", "UNREADABLE_IMAGE", "ascore", "sigmoid"]
+__all__ = ["EMPTY_CANDIDATE", "MISSING_IMAGE", "PointScore", "RelevanceScorer", "TRUNCATED", "UNREADABLE_IMAGE", "ascore", "sigmoid"]

@@ -31,7 +31,8 @@ from typing import Any
 from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
 from ..types import Candidate, Query
-from .base import TRUNCATED, UNREADABLE_IMAGE, PointScore
+from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
+from .prompt_builder import PROMPT_TOO_LONG, PromptBuilder
 from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
 from .templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 from .vision_cache import VisionFeatureCache
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 #: token embeddings, and whose positions are plain 1-D (so prefix reuse is exact).
 FAST_VLMS = frozenset({"idefics3", "smolvlm", "llava"})
 UNSUPPORTED_MODALITY = "unsupported_modality"
-PROMPT_TOO_LONG = "prompt_too_long"
 #: Lists longer than this show a progress bar.
 PROGRESS_THRESHOLD = 64
 
@@ -107,7 +107,6 @@ class TransformersScorer:
         self._lock = threading.Lock()
         self._load_processor()
         self.fast = fast and (not self.multimodal or self.model_type in FAST_VLMS)
-        self.yes_id, self.no_id = self._answer_ids()
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments (see :mod:`mm_rag_components.config`)."""
@@ -142,9 +141,8 @@ class TransformersScorer:
         self.hf_config = config
         self.model_type = getattr(config, "model_type", "")
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        if self.tokenizer.chat_template is None and getattr(self.processor, "chat_template", None) is None:
-            raise ModelError(f"{self.model_name_or_path!r} has no chat template; pointwise prompts need one")
         self.image_token_id: int | None = None
+        image_token, expansion = None, None
         if self.multimodal:
             image_processor = self.processor.image_processor
             if getattr(image_processor, "do_image_splitting", False):
@@ -154,11 +152,20 @@ class TransformersScorer:
             self.image_token_id = self.tokenizer.convert_tokens_to_ids(str(token)) if token is not None else None
             if self.image_token_id is None:
                 raise ModelError(f"{self.model_name_or_path!r}: cannot find the processor's image token")
-            self._image_expansion = self._probe_image_expansion()
-        specials = set(self.tokenizer.all_special_tokens) | set(getattr(self.tokenizer, "additional_special_tokens", []) or [])
-        if self.multimodal:
-            specials.add(str(self.processor.image_token))
-        self._specials = sorted((s for s in specials if s), key=len, reverse=True)
+            image_token, expansion = str(token), self._probe_image_expansion()
+        try:
+            self.prompts = PromptBuilder(
+                self.tokenizer,
+                self.template,
+                processor=self.processor if self.multimodal else None,
+                instruction=self.instruction,
+                max_length=self.max_length,
+                image_token=image_token,
+                image_expansion=expansion,
+            )
+            self.yes_id, self.no_id = self.prompts.answer_ids()
+        except ModelError as exc:
+            raise ModelError(f"{self.name}: {exc}") from exc
 
     def _probe_image_expansion(self) -> list[int]:
         """Token ids the processor puts in place of one image placeholder."""
@@ -206,105 +213,45 @@ class TransformersScorer:
         return model
 
     # prompts ---------------------------------------------------------------------------------
-    def _clean(self, text: str | None) -> str | None:
-        """Neutralise special-token strings so user text cannot change the prompt's structure."""
-        if not text:
-            return text
-        for special in self._specials:
-            if special in text:
-                text = text.replace(special, special[0] + "\u200b" + special[1:])
-        return text
-
     def render(self, query: Query, document: str | None, document_image: bool, *, query_image: bool | None = None) -> tuple[str, list[str]]:
         """The full prompt text for one pair and the order of its images (``query``/``document``)."""
-        messages, order = self.template.messages(
-            query=self._clean(query.text),
-            document=self._clean(document),
-            query_image=query.image is not None if query_image is None else query_image,
-            document_image=document_image,
-            instruction=self.instruction,
-        )
-        if self.multimodal:
-            text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            flat = [{"role": m["role"], "content": "".join(p.get("text", "") for p in m["content"])} for m in messages]
-            text = self.tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=True)
-        return text + self.template.answer_prefix, order
-
-    def _answer_ids(self) -> tuple[int, int]:
-        """The answer tokens as the model would emit them after this template's prompt."""
-        prompt, _ = self.render(Query(text="query"), "document", False, query_image=False)
-        base = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        prefer_space = not prompt[-1:].isspace()
-        resolved = []
-        for word in (self.template.yes, self.template.no):
-            variants = [" " + word, word] if prefer_space else [word, " " + word]
-            found = None
-            for variant in variants:
-                ids = self.tokenizer(prompt + variant, add_special_tokens=False)["input_ids"]
-                if ids[: len(base)] == base and len(ids) == len(base) + 1:
-                    found = ids[-1]
-                    break
-            if found is None:
-                raise ModelError(
-                    f"{self.name}: the tokenizer has no single token for the answer {word!r} after this "
-                    f"template's prompt (template {self.template.name!r}); choose a template whose answers it has"
-                )
-            resolved.append(found)
-        if resolved[0] == resolved[1]:
-            raise ModelError(f"{self.name}: {self.template.yes!r} and {self.template.no!r} map to the same token")
-        return resolved[0], resolved[1]
-
-    def _tokenize(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if self.image_token_id is None:
-            return list(ids)
-        out: list[int] = []
-        for token in ids:
-            out.extend(self._image_expansion if token == self.image_token_id else (token,))
-        return out
+        has_query_image = query.image is not None if query_image is None else query_image
+        return self.prompts.render(query.text, has_query_image, document, document_image)
 
     def _prepare(self, query: Query, query_images: list[LoadedImage], candidates: Sequence[Candidate]) -> list[_Prepared]:
         prepared = []
         for i, candidate in enumerate(candidates):
             item = _Prepared(i)
+            prepared.append(item)
             image = None
             source = candidate.image_source
+            if source is None and not candidate.text:
+                item.flag, item.skip = EMPTY_CANDIDATE, True
+                logger.warning("candidate %s has neither an image nor text; ranked last", candidate.id)
+                continue
+            if source is None and candidate.modality == "image":
+                item.flag = MISSING_IMAGE
+                logger.warning("image candidate %s has no image source; scored on its text", candidate.id)
             if source is not None:
                 if not self.multimodal:
                     item.flag, item.skip = UNSUPPORTED_MODALITY, True
                     logger.warning("candidate %s has an image; %s is text-only", candidate.id, self.name)
-                    prepared.append(item)
                     continue
                 try:
                     image = load_image_with_hash(source, max_pixels=self.max_pixels)
                 except MediaError as exc:
                     item.flag, item.skip = UNREADABLE_IMAGE, True
                     logger.warning("candidate %s: unreadable image, ranked last: %s", candidate.id, exc)
-                    prepared.append(item)
                     continue
-            text, order = self.render(query, candidate.text, image is not None)
-            ids = self._tokenize(text)
-            if self.max_length is not None and len(ids) > self.max_length:
-                text, ids, item.flag = self._truncate(query, candidate.text or "", image is not None, len(ids))
-                item.skip = item.flag == PROMPT_TOO_LONG
-            item.text, item.ids = text, ids
+            prompt = self.prompts.build(query.text, query.image is not None, candidate.text, image is not None)
+            if prompt.flag is not None:
+                item.flag = prompt.flag
+                item.skip = prompt.flag == PROMPT_TOO_LONG
+            order = prompt.images
+            item.text, item.ids = prompt.text, prompt.ids
             item.images = [query_images[order[:k].count("query")] if label == "query" else image for k, label in enumerate(order)]
             item.labels = order
-            prepared.append(item)
         return prepared
-
-    def _truncate(self, query: Query, document: str, has_image: bool, length: int) -> tuple[str, list[int], str]:
-        """Shorten the candidate's text (never the instruction or query) to fit ``max_length``."""
-        doc_ids = self.tokenizer(document, add_special_tokens=False)["input_ids"]
-        keep = len(doc_ids) - (length - self.max_length) - 2  # margin for re-tokenisation at the cut
-        while keep >= 0:
-            text, _ = self.render(query, self.tokenizer.decode(doc_ids[:keep]), has_image)
-            ids = self._tokenize(text)
-            if len(ids) <= self.max_length:
-                return text, ids, TRUNCATED
-            keep -= max(1, len(ids) - self.max_length)
-        return "", [], PROMPT_TOO_LONG
 
     # scoring ---------------------------------------------------------------------------------
     def score(self, query: Query, candidates: Sequence[Candidate]) -> list[PointScore]:

@@ -1,0 +1,43 @@
+"""LangChain document compressor for pointwise MLLM reranking (convert and delegate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...rerank.pointwise import PointwiseRanker
+from ...scoring.base import RelevanceScorer
+from .rerank_common import FilterLike, MultimodalReranker
+
+
+class PointwiseReranker(MultimodalReranker):
+    """Rerank documents (text, image, or both) by an MLLM's p(relevant) for a text/image query.
+
+    Pass a ready core ``reranker`` (:class:`~mm_rag_components.rerank.pointwise.PointwiseRanker`),
+    or ``model`` (a name or local directory) / ``scorer`` plus options, which build one through
+    :meth:`PointwiseRanker.create` (``top_n``, ``fusion_weight``, ``calibration`` and the
+    ``TransformersScorer`` options such as ``template``, ``batch_size``, ``device``, ``dtype``).
+    ``relevance_filter`` as in :class:`MultimodalReranker`. ``relevance_score`` becomes the core's
+    score; metadata keeps ``retrieval_score``, ``rerank_score``, ``rerank_logodds``,
+    ``calibrated_score`` and ``rerank_flag``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        reranker: PointwiseRanker | None = None,
+        scorer: RelevanceScorer | None = None,
+        relevance_filter: FilterLike = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            PointwiseRanker.create(model, scorer=scorer, reranker=reranker, **options), relevance_filter=relevance_filter
+        )
+
+    @property
+    def scorer(self) -> RelevanceScorer:
+        return self.reranker.scorer  # type: ignore[attr-defined]
+
+
+__all__ = ["PointwiseReranker"]
