@@ -6,7 +6,9 @@
 
 With --tiny every model is a random-weight test model from mm_rag_components.testing, so the
 plumbing runs anywhere but the rankings mean nothing. The answering LLM here is LlamaIndex's
-MockLLM (it echoes its prompt); pass your own LLM in real use.
+MockLLM as a chat model (it echoes its prompt); pass your own multimodal LLM in real use.
+``multimodal=True`` makes the query engine send the kept images to the LLM as image blocks
+(without it LlamaIndex sends only the nodes' text).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def main() -> None:
     retriever = MultimodalRetriever(index, image_top_k=6, text_top_k=2)
     reranker = PointwiseReranker(vlm, template="qwen3-vl-reranker", batch_size=8)
     keep = RelevanceFilter(score_key="rerank_score", max_k=3, min_keep=1)
-    engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(max_tokens=32), node_postprocessors=[reranker, keep])
+    llm = MockLLM(max_tokens=32, is_chat_model=True)
+    engine = RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, node_postprocessors=[reranker, keep])
     response = engine.query(args.query)
     print(f"query: {args.query!r}")
     for n in response.source_nodes:

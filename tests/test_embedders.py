@@ -2,7 +2,11 @@
 
 import base64
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -146,16 +150,71 @@ def test_name_identifies_the_model(tiny_clip_dir, tmp_path):
 
 
 def test_unloadable_models_are_plain_model_errors(tmp_path):
-    with pytest.raises(ModelError, match="no such directory; pass an existing local model directory"):
+    with pytest.raises(ModelError, match="cannot load embedding model: no such directory: .*missing; pass a local model directory"):
         ClipEmbedder(tmp_path / "missing").warm_up()
-    with pytest.raises(ModelError, match="cannot load embedding model 'nobody/no-such-model'") as info:
+    with pytest.raises(ModelError, match="cannot load embedding model: nobody/no-such-model is not cached") as info:
         ClipEmbedder("nobody/no-such-model").warm_up()  # offline in tests: HF_HUB_OFFLINE=1
-    assert "\n" not in str(info.value) and info.value.__cause__ is not None
+    assert "\n" not in str(info.value)
+    afile = tmp_path / "afile"
+    afile.write_text("not a model")
+    with pytest.raises(ModelError, match="is a file, not a model directory"):
+        ClipEmbedder(afile).warm_up()
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "config.json").write_text("{not json")
-    with pytest.raises(ModelError, match="cannot load embedding model"):
+    with pytest.raises(ModelError, match="cannot load embedding model") as info:
         ClipEmbedder(junk).embed_texts(["x"])
+    assert info.value.__cause__ is not None  # the loader's own error is kept for debugging
+
+
+def test_uncached_hub_model_fails_fast_when_the_hub_is_unreachable(tmp_path):
+    """No HF_HUB_OFFLINE, and HF_ENDPOINT on a closed local port: one plain ModelError, not minutes of retries."""
+    code = (
+        "from mm_rag_components.embedders import ClipEmbedder\n"
+        "from mm_rag_components.errors import ModelError\n"
+        "try:\n"
+        "    ClipEmbedder('nobody/no-such-model').warm_up()\n"
+        "except ModelError as exc:\n"
+        "    print('ModelError:', exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ModelError: cannot load embedding model: nobody/no-such-model is not cached and the Hugging Face hub cannot be reached" in out.stdout
+    assert "Retrying" not in out.stderr
+    assert elapsed < 15, f"took {elapsed:.0f} s"  # functional bound: the hub's retries take over a minute
+
+
+def test_cached_hub_model_loads_by_name_without_the_unreachable_hub(tmp_path, tiny_clip_dir):
+    """A model in the HF cache loads by hub name with the hub unreachable, without retries."""
+    from mm_rag_components.testing import seed_hub_cache
+
+    cache = seed_hub_cache(tmp_path / "cache", {"sentence-transformers/clip-ViT-B-32": tiny_clip_dir})
+    code = (
+        "from mm_rag_components.embedders import ClipEmbedder\n"
+        "print('shape', ClipEmbedder().embed_texts(['a dog']).shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(cache))
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    elapsed = time.monotonic() - start
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "shape (1, 32)" in out.stdout
+    assert "Retrying" not in out.stderr
+    assert elapsed < 30, f"took {elapsed:.0f} s"
+
+
+def test_dtype_strings_come_from_the_shared_checks():
+    from mm_rag_components import validate
+
+    assert embedder_base.DTYPES is validate.DTYPES
+    assert ClipEmbedder("x", dtype="fp16").dtype == "float16"
+    with pytest.raises(ConfigError, match="batch_size must be an integer"):
+        ClipEmbedder("x", batch_size=True)
 
 
 def test_sentence_transformers_clip_layout_loads_too(tiny_clip_dir, clip_embedder, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 from fake_models import ColourShapeEmbedder, WordHashEmbedder
 from PIL import Image
 
-import mm_rag_components.index as index_module
+import mm_rag_components.ingest as ingest_module
 from mm_rag_components import Item, MultimodalIndex
 from mm_rag_components.errors import ConfigError, ModelError, StoreError
 from mm_rag_components.retrieval import retrieve
@@ -155,7 +155,7 @@ def test_ingest_streams_with_bounded_decoded_images(tmp_path, monkeypatch):
         Image.new("RGB", (32, 32), (8 * i, 100, 200)).save(folder / f"{i:02d}.png")
     alive = [0]
     peaks: list[int] = []
-    real_decode = index_module.decode_image
+    real_decode = ingest_module.decode_image
 
     def tracking_decode(*args, **kwargs):
         image = real_decode(*args, **kwargs)
@@ -163,7 +163,7 @@ def test_ingest_streams_with_bounded_decoded_images(tmp_path, monkeypatch):
         weakref.finalize(image, lambda: alive.__setitem__(0, alive[0] - 1))
         return image
 
-    monkeypatch.setattr(index_module, "decode_image", tracking_decode)
+    monkeypatch.setattr(ingest_module, "decode_image", tracking_decode)
     fake = ColourShapeEmbedder()
     fake.on_batch = lambda: peaks.append(alive[0])
     index = MultimodalIndex(tmp_path / "db", image_embedder=fake, batch_size=4)
@@ -293,3 +293,14 @@ def test_reopening_with_another_embedder_is_refused(tmp_path, clip_embedder, sam
     other = ClipEmbedder(build_tiny_clip(tmp_path / "other", projection_dim=16))
     with pytest.raises(StoreError, match="was built with embedder"):
         MultimodalIndex(tmp_path / "db", image_embedder=other).count()
+
+
+def test_config_keeps_the_ingest_limits_and_refuses_a_custom_splitter(tmp_path, fake):
+    from mm_rag_components.chunking import PlainSplitter
+
+    index = MultimodalIndex(tmp_path / "db", image_embedder=fake, max_text_bytes=1000, max_chunks_per_file=7,
+                            follow_external_symlinks=True)
+    config = index.config()
+    assert (config["max_text_bytes"], config["max_chunks_per_file"], config["follow_external_symlinks"]) == (1000, 7, True)
+    with pytest.raises(ConfigError, match="custom splitter"):
+        MultimodalIndex(tmp_path / "db", image_embedder=fake, splitter=PlainSplitter()).config()

@@ -141,3 +141,32 @@ def test_tiny_clip_plumbing_through_llamaindex(tmp_path, clip_embedder, folder):
     cats = (folder / "cats.txt").read_text()
     response = engine.query(cats)  # an exact match: the only ranking a random-weight CLIP gets right
     assert len(response.source_nodes) == 3 and response.source_nodes[0].node.get_content() == cats
+
+
+def test_query_engine_in_multimodal_mode_sends_the_images_to_the_llm(tmp_path, clip_embedder, sample_folder):
+    """The README's recipe: RetrieverQueryEngine(..., multimodal=True) hands every kept image to the
+    LLM as an image block; without it LlamaIndex sends text only."""
+    from llama_index.core.base.llms.types import ImageBlock
+
+    class SpyLLM(MockLLM):
+        model_config = {"extra": "allow"}
+
+        def chat(self, messages, **kwargs):
+            self.received.extend(b for m in messages for b in m.blocks)
+            return super().chat(messages, **kwargs)
+
+    index = MultimodalIndex(tmp_path / "db", image_embedder=clip_embedder)
+    index.ingest_folder(sample_folder)
+    retriever = MultimodalRetriever(index, image_top_k=3, text_top_k=1)
+    sent = {}
+    for multimodal in (True, False):
+        llm = SpyLLM(is_chat_model=True, max_tokens=8)
+        llm.received = []
+        response = RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=multimodal).query("a red circle")
+        sent[multimodal] = [b for b in llm.received if isinstance(b, ImageBlock)]
+        images = [n for n in response.source_nodes if n.node.metadata.get("modality") == "image"]
+        assert len(images) == 3
+    assert len(sent[True]) == 3 and sent[False] == []
+    received = sorted(Image.open(block.resolve_image()).convert("RGB").tobytes() for block in sent[True])
+    expected = sorted(Image.open(n.node.image_path).convert("RGB").tobytes() for n in response.source_nodes if n.node.metadata.get("modality") == "image")
+    assert received == expected  # the very pixels of the retrieved images

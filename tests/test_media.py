@@ -165,3 +165,45 @@ def test_content_hash_is_stable():
     first = load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 3))).sha256
     assert first == load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 3))).sha256
     assert first != load_image_with_hash(Image.new("RGB", (5, 5), (1, 2, 4))).sha256
+
+
+def test_only_regular_files_are_read_and_only_up_to_the_limit(tmp_path):
+    import os
+
+    from mm_rag_components.media import read_image_bytes, read_regular_file
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # nobody writes: opening it for a blocking read would hang
+    with pytest.raises(MediaError, match=r"not a regular file \(FIFO\)"):
+        load_image(fifo)
+    (tmp_path / "zero.png").symlink_to("/dev/zero")  # would fill memory
+    with pytest.raises(MediaError, match=r"not a regular file \(character device\)"):
+        load_image(tmp_path / "zero.png")
+    with pytest.raises(MediaError, match="directory"):
+        read_regular_file(tmp_path, max_bytes=10)
+    (tmp_path / "a.txt").write_bytes(b"x" * 11)
+    assert read_regular_file(tmp_path / "a.txt", max_bytes=11) == b"x" * 11
+    with pytest.raises(MediaError, match="11 bytes is over max_text_bytes=10"):
+        read_regular_file(tmp_path / "a.txt", max_bytes=10, limit_name="max_text_bytes")
+    with pytest.raises(MediaError, match="max_image_bytes"):
+        read_image_bytes(tmp_path / "a.txt", max_file_bytes=5)
+
+
+def test_walk_media_reports_symlinks_that_leave_the_folder(tmp_path):
+    from mm_rag_components.media import walk_media
+
+    root, outside = tmp_path / "root", tmp_path / "out"
+    (root / ".hidden").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "x.txt").write_text("x")
+    (root / "a.png").write_bytes(encoded())
+    (root / "in.png").symlink_to("a.png")
+    (root / "out.txt").symlink_to(outside / "x.txt")
+    (root / "notes.csv").write_text("a")
+    (root / ".hidden" / "h.png").write_bytes(encoded())
+    found = {f.path.name: (f.kind, f.problem) for f in walk_media(root.resolve())}
+    assert set(found) == {"a.png", "in.png", "out.txt", "notes.csv"}
+    assert found["a.png"] == ("image", None) and found["in.png"] == ("image", None)
+    assert found["notes.csv"] == ("other", None)
+    assert found["out.txt"][0] == "text" and "follow_external_symlinks=True" in found["out.txt"][1]
+    assert all(f.problem is None for f in walk_media(root.resolve(), follow_external_symlinks=True))

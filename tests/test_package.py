@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,44 @@ def test_query_needs_text_or_image():
     assert mm.Query(text="a dog").modality == "text"
     assert mm.Query(text="a dog", image=b"x").modality == "image+text"
     assert mm.Query(image=b"x").modality == "image"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
+
+
+def test_package_is_marked_typed():
+    assert (Path(mm.__file__).parent / "py.typed").is_file()
+
+
+def test_wheel_ships_py_typed_and_the_license(tmp_path):
+    """Build a wheel from a copy of the project (offline: the environment's setuptools, no isolation)."""
+    import shutil
+    import zipfile
+
+    setuptools = pytest.importorskip("setuptools")
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        pytest.skip(f"setuptools {setuptools.__version__} predates SPDX license strings (needs >= 77)")
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, project / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("mm_rag_components-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mm_rag_components/py.typed" in names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: Apache-2.0" in metadata

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mm_rag_components.errors import ConfigError, StoreError
-from mm_rag_components.store import ChromaStore, flatten_metadata, make_client
+from mm_rag_components.metadata import flatten_metadata
+from mm_rag_components.store import ChromaStore, make_client
 
 
 @pytest.fixture()
@@ -156,6 +157,9 @@ def test_flatten_metadata_documented_conversions():
         ({"big": 2**70}, "64 bits"),
         ({"nested": {1: "x"}}, "non-empty strings"),
         ({"nested": {"blob": b"x"}}, "no blobs"),
+        ({"#document": 1}, "may not start"),
+        ({"a.b": 1, "a": {"b": 2}}, "collide"),
+        ({"ids": list(range(2000))}, "entries"),
     ],
 )
 def test_flatten_metadata_refuses_with_clear_errors(metadata, message):
@@ -169,3 +173,28 @@ def test_flattened_metadata_is_accepted_by_chroma(client):
     store.upsert(["a"], unit(1, 0)[None], [{"modality": "image", **flat}])
     assert [h.id for h in store.get(where={"tags": {"$contains": "dog"}})] == ["a"]
     assert store.get(ids=["a"])[0].metadata["exif.iso"] == 200
+
+
+def test_a_store_opened_for_reading_creates_nothing_until_written(client, caplog):
+    store = ChromaStore(client, "lazy", embedder_name="m", dimension=2, create_on_open=False)
+    assert store.count() == 0 and store.get() == [] and store.existing(["a"]) == set() and store.delete(ids=["a"]) == 0
+    with pytest.raises(StoreError, match="'lazy' does not exist; ingest first"):
+        store.query(unit(1, 0), 3)
+    assert "lazy" not in {c.name for c in client.list_collections()}
+    store.ensure()
+    assert store.query(unit(1, 0), 3) == [] and "is empty" in caplog.text
+    store.upsert(["a"], unit(1, 0)[None], [{"k": 1}])
+    assert [h.id for h in ChromaStore(client, "lazy", embedder_name="m", dimension=2).query(unit(1, 0), 3)] == ["a"]
+    with pytest.raises(StoreError, match="was built with embedder"):
+        ChromaStore(client, "lazy", embedder_name="other", dimension=2, create_on_open=False).count()
+
+
+def test_upsert_refuses_records_chroma_cannot_store_before_sending_any(client):
+    store = ChromaStore(client, "checked", embedder_name="m", dimension=2)
+    vectors = np.stack([unit(1, 0), unit(0, 1)])
+    for bad_meta, bad_doc in [({"k": "\ud800"}, None), ({"k": list(range(5000))}, None), ({"k": 1}, "\udfff"), ({"#k": 1}, None)]:
+        with pytest.raises(StoreError):
+            store.upsert(["good", "bad"], vectors, [{"k": 1}, bad_meta], [None, bad_doc])
+    assert store.count() == 0  # nothing sent: the collection is still usable
+    store.upsert(["good"], vectors[:1], [{"k": 1}])
+    assert store.count() == 1

@@ -17,7 +17,6 @@ Only numpy is needed.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, Sequence

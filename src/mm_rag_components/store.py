@@ -5,15 +5,22 @@ embedder (name and dimension) filled it, so reopening it with another model fail
 of mixing incompatible vectors. Chroma's anonymous telemetry is off unless asked for. Every
 chromadb failure surfaces as a :class:`~mm_rag_components.errors.StoreError` with a plain message.
 
-User metadata is stored in Chroma's types by :func:`flatten_metadata` (conversion rules there).
+User metadata is stored in Chroma's types by :func:`~mm_rag_components.metadata.flatten_metadata`
+(rules there). Every record is checked before it is sent (:func:`~mm_rag_components.metadata.check_record`).
+Calls are paged by the client's maximum batch size.
+
+Several processes: an embedded ``PersistentClient`` is for one writing process at a time; a
+process reading the same directory may see part of another's write, and concurrent writers are
+not supported by Chroma. Share a database through a Chroma server (``make_client(None,
+host=..., port=...)``). :func:`writer_lock` (held by ingest) warns when another writer is active.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +28,22 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, StoreError
+from .metadata import check_record
 
 logger = logging.getLogger(__name__)
 
 EMBEDDER_KEY = "mmrag_embedder"
 DIMENSION_KEY = "mmrag_dimension"
-#: Metadata keys our components write; user metadata may not use them.
-RESERVED_KEYS = frozenset({"modality", "source", "file_name", "sha256", "chunk", "cosine", "score_scale", "rank"})
-#: Longest string accepted as a metadata value (metadata is for labels, not payloads).
-MAX_METADATA_CHARS = 65_536
-_INT64 = 2**63
-#: Chroma caps ``get``/``delete`` batches; we page through ids in chunks of this size.
+#: Largest page for ``get``/``delete`` by ids or ``$in`` (SQLite caps variables per statement).
 _PAGE = 5000
+#: Page size when the client does not say its maximum batch size.
+_DEFAULT_PAGE = 1000
+WRITER_LOCK_NAME = "mm-rag-writer.lock"
+CONCURRENT_WRITER_WARNING = (
+    "another writer ({holder}) holds the embedded Chroma database at {path}: an embedded "
+    "PersistentClient is not safe for concurrent writers and readers may see partial writes; "
+    "run a Chroma server (`chroma run --path DIR`) and use MultimodalIndex(None, host=..., port=...)"
+)
 
 
 @dataclass
@@ -77,82 +88,49 @@ def make_client(
         raise StoreError(f"cannot open {where}: {_plain(exc)}") from exc
 
 
-def flatten_metadata(metadata: Mapping[str, Any], *, reserved: Iterable[str] = RESERVED_KEYS) -> dict[str, Any]:
-    """User metadata in Chroma's types. Documented conversion:
-
-    * ``str``, ``int``, ``float``, ``bool`` stay as they are; ``None`` and empty lists are dropped;
-    * nested mappings flatten to dotted keys (``{"exif": {"iso": 100}}`` → ``"exif.iso": 100``);
-    * lists / tuples / sets of one scalar type stay lists (so ``$contains`` filters work; ints
-      mixed with floats become floats); any other list becomes its JSON text;
-    * ``datetime``/``date`` become ISO-8601 text, other objects (``Path``, enums …) ``str(value)``.
-
-    Refused with :class:`ConfigError`: non-string or reserved keys (``modality``, ``source`` …),
-    keys starting with ``$`` or ``chroma:``, bytes and images (no blobs in metadata), ``data:``
-    URIs, strings over :data:`MAX_METADATA_CHARS`, NaN/infinite floats, integers beyond 64 bits.
-    """
-    reserved = frozenset(reserved)
-    flat: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key:
-            raise ConfigError(f"metadata keys must be non-empty strings, got {key!r}")
-        if key in reserved:
-            raise ConfigError(f"metadata key {key!r} is reserved (reserved: {', '.join(sorted(reserved))})")
-        if key.startswith(("$", "chroma:")):
-            raise ConfigError(f"metadata key {key!r}: keys may not start with '$' or 'chroma:'")
-        if isinstance(value, Mapping):
-            nested = flatten_metadata({f"{key}.{k}" if isinstance(k, str) else k: v for k, v in value.items()}, reserved=reserved)
-            flat.update(nested)
-            continue
-        converted = _metadata_value(key, value)
-        if converted is not None:
-            flat[key] = converted
-    return flat
-
-
-def _metadata_value(key: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, (bool, str, int, float)):
-        return _scalar(key, value)
-    if isinstance(value, (bytes, bytearray, memoryview)) or hasattr(value, "getpixel"):
-        raise ConfigError(f"metadata {key!r}: {type(value).__name__} values are not stored (no blobs in metadata)")
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else list(value)
-        if not items:
-            return None
-        kinds = {bool if isinstance(v, bool) else type(v) for v in items}
-        if kinds <= {int, float} and float in kinds:
-            return [_scalar(key, float(v)) for v in items]
-        if len(kinds) == 1 and kinds <= {bool, str, int, float}:
-            return [_scalar(key, v) for v in items]
-        try:
-            return _scalar(key, json.dumps(items, sort_keys=True, default=str))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"metadata {key!r} cannot be stored: {exc}") from exc
-    if hasattr(value, "isoformat"):
-        return _scalar(key, value.isoformat())
-    return _scalar(key, str(value))
-
-
-def _scalar(key: str, value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and not -_INT64 <= value < _INT64:
-        raise ConfigError(f"metadata {key!r}: integer {value} does not fit in 64 bits; store it as a string")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"metadata {key!r}: {value} is not a finite number")
-    if isinstance(value, str):
-        if value.startswith("data:"):
-            raise ConfigError(f"metadata {key!r}: data: URIs are not stored (no blobs in metadata)")
-        if len(value) > MAX_METADATA_CHARS:
-            raise ConfigError(f"metadata {key!r}: {len(value):,} characters is over the limit of {MAX_METADATA_CHARS:,}")
-    return value
-
-
 def _plain(exc: BaseException) -> str:
     """The first line of an exception's message, with its type when the message is empty."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def writer_lock(client: Any) -> Iterator[None]:
+    """Hold an advisory lock file in an embedded database while writing. When another live
+    writer (another process, or another index in this one) holds it, log a warning naming server
+    mode and go on: it detects, it does not serialise. No lock for servers or without ``fcntl``."""
+    try:
+        import fcntl
+
+        settings = client.get_settings()
+        directory = settings.persist_directory if settings.is_persistent else None
+        fd = os.open(Path(directory) / WRITER_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644) if directory else None
+    except Exception:  # noqa: BLE001 - Windows, a client that is not chromadb's, an unwritable folder
+        fd = None
+    if fd is None:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        who = "this process" if holder == str(os.getpid()) else f"process {holder or '?'}"
+        logger.warning(CONCURRENT_WRITER_WARNING.format(holder=who, path=directory))
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _is_missing(exc: BaseException) -> bool:
+    return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc).lower()
+
+
+def _pages(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
 
 
 class ChromaStore:
@@ -160,38 +138,88 @@ class ChromaStore:
 
     ``client`` is a chromadb client (see :func:`make_client`). Reopening a collection filled by
     another embedder or dimension raises :class:`StoreError`; an empty collection that lacks our
-    keys is adopted.
+    keys is adopted when written to.
+
+    ``create_on_open=True`` (default) creates the collection now. With ``False`` nothing is
+    created until the first write (:meth:`upsert` or :meth:`ensure`): reads of a missing
+    collection find nothing, and :meth:`query` raises ``StoreError("... does not exist; ingest
+    first")``, so a query never creates a collection bound to the querying model.
+
+    Several processes: one writer per embedded database; share one through a server (module doc).
     """
 
-    def __init__(self, client: Any, collection: str, *, embedder_name: str, dimension: int) -> None:
+    def __init__(
+        self, client: Any, collection: str, *, embedder_name: str, dimension: int, create_on_open: bool = True
+    ) -> None:
         self.client = client
         self.name = collection
         self.embedder_name = embedder_name
         self.dimension = int(dimension)
-        expected = {EMBEDDER_KEY: embedder_name, DIMENSION_KEY: self.dimension}
-        try:
-            self._collection = client.get_or_create_collection(
-                collection, configuration={"hnsw": {"space": "cosine"}}, metadata=expected, embedding_function=None
-            )
-        except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"cannot open Chroma collection {collection!r}: {_plain(exc)}") from exc
-        meta = dict(self._collection.metadata or {})
-        if EMBEDDER_KEY not in meta:
-            if self.count():
-                raise StoreError(
-                    f"collection {collection!r} holds records that mm-rag-components did not write "
-                    "(no embedder recorded); use another collection name"
-                )
-            self._call("modify", self._collection.modify, metadata={**meta, **expected})
-        elif meta.get(EMBEDDER_KEY) != embedder_name or meta.get(DIMENSION_KEY) != self.dimension:
-            raise StoreError(
-                f"collection {collection!r} was built with embedder {meta.get(EMBEDDER_KEY)!r} "
-                f"(dimension {meta.get(DIMENSION_KEY)}), not {embedder_name!r} (dimension {self.dimension}); "
-                "use the same model, another collection name, or delete the collection"
-            )
+        self._collection: Any = None
+        self._bound = False
+        self._page: int | None = None
+        if create_on_open:
+            self.ensure()
 
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, embedder={self.embedder_name!r}, dimension={self.dimension})"
+
+    @property
+    def page_size(self) -> int:
+        """Records per Chroma call: the client's ``get_max_batch_size()`` (asked once), at most
+        5000; 1000 when the client does not say."""
+        if self._page is None:
+            try:
+                size = int(self.client.get_max_batch_size())
+            except Exception:  # noqa: BLE001 - older clients, servers without the pre-flight answer
+                size = -1
+            self._page = min(size, _PAGE) if size > 0 else _DEFAULT_PAGE
+        return self._page
+
+    def ensure(self) -> None:
+        """Create the collection (bound to this embedder) unless it exists; check it if it does."""
+        self._handle(create=True)
+
+    def _handle(self, *, create: bool) -> Any:
+        """The chromadb collection; ``None`` when it does not exist and ``create`` is False."""
+        if self._collection is not None and (self._bound or not create):
+            return self._collection
+        expected = {EMBEDDER_KEY: self.embedder_name, DIMENSION_KEY: self.dimension}
+        try:
+            if create:
+                handle = self.client.get_or_create_collection(
+                    self.name, configuration={"hnsw": {"space": "cosine"}}, metadata=expected, embedding_function=None
+                )
+            else:
+                handle = self.client.get_collection(self.name, embedding_function=None)
+        except Exception as exc:  # noqa: BLE001
+            if not create and _is_missing(exc):
+                return None
+            raise StoreError(f"cannot open Chroma collection {self.name!r}: {_plain(exc)}") from exc
+        self._check_binding(handle, adopt=create)
+        self._collection = handle
+        return handle
+
+    def _check_binding(self, handle: Any, *, adopt: bool) -> None:
+        meta = dict(handle.metadata or {})
+        if EMBEDDER_KEY in meta:
+            if meta.get(EMBEDDER_KEY) != self.embedder_name or meta.get(DIMENSION_KEY) != self.dimension:
+                raise StoreError(
+                    f"collection {self.name!r} was built with embedder {meta.get(EMBEDDER_KEY)!r} "
+                    f"(dimension {meta.get(DIMENSION_KEY)}), not {self.embedder_name!r} (dimension {self.dimension}); "
+                    "use the same model, another collection name, or delete the collection"
+                )
+            self._bound = True
+            return
+        if self._call("count", handle.count):
+            raise StoreError(
+                f"collection {self.name!r} holds records that mm-rag-components did not write "
+                "(no embedder recorded); use another collection name"
+            )
+        if adopt:
+            expected = {EMBEDDER_KEY: self.embedder_name, DIMENSION_KEY: self.dimension}
+            self._call("modify", handle.modify, metadata={**meta, **expected})
+            self._bound = True
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         try:
@@ -200,8 +228,9 @@ class ChromaStore:
             raise StoreError(f"Chroma {what} on collection {self.name!r} failed: {_plain(exc)}") from exc
 
     def count(self) -> int:
-        """How many records the collection holds."""
-        return int(self._call("count", self._collection.count))
+        """How many records the collection holds (0 when it does not exist)."""
+        handle = self._handle(create=False)
+        return 0 if handle is None else int(self._call("count", handle.count))
 
     def upsert(
         self,
@@ -210,7 +239,9 @@ class ChromaStore:
         metadatas: Sequence[Mapping[str, Any]],
         documents: Sequence[str | None] | None = None,
     ) -> None:
-        """Insert or replace records. Embeddings must match the store's dimension."""
+        """Insert or replace records, in pages of :attr:`page_size`. Embeddings must match the
+        store's dimension; every record is checked first (:func:`check_record`), so a bad one
+        raises :class:`StoreError` before anything is sent."""
         if not ids:
             return
         vectors = np.asarray(embeddings, dtype=np.float32)
@@ -220,87 +251,116 @@ class ChromaStore:
             raise StoreError("ids, metadatas and documents must have the same length")
         if not np.isfinite(vectors).all():
             raise StoreError("embeddings contain NaN or infinite values")
-        self._call(
-            "upsert",
-            self._collection.upsert,
-            ids=list(ids),
-            embeddings=vectors,
-            metadatas=[dict(m) for m in metadatas],
-            documents=list(documents) if documents is not None else None,
-        )
+        if len(set(ids)) != len(ids):
+            raise StoreError("ids must be unique within one upsert")
+        docs = list(documents) if documents is not None else [None] * len(ids)
+        for id_, meta, doc in zip(ids, metadatas, docs):
+            check_record(id_, meta, doc)
+        handle, page = self._handle(create=True), self.page_size
+        for i in range(0, len(ids), page):
+            self._call(
+                "upsert", handle.upsert, ids=list(ids[i : i + page]), embeddings=vectors[i : i + page],
+                metadatas=[dict(m) for m in metadatas[i : i + page]], documents=docs[i : i + page] if documents is not None else None,
+            )
 
     def existing(self, ids: Sequence[str]) -> set[str]:
         """The subset of ``ids`` already stored."""
+        handle = self._handle(create=False)
         found: set[str] = set()
-        for start in range(0, len(ids), _PAGE):
-            page = list(ids[start : start + _PAGE])
-            found.update(self._call("get", self._collection.get, ids=page, include=[])["ids"])
+        for page in _pages(ids, self.page_size) if handle is not None else ():
+            found.update(self._call("get", handle.get, ids=page, include=[])["ids"])
         return found
 
     def ids_by_source(self, sources: Sequence[str]) -> dict[str, set[str]]:
         """For each source, the ids of its stored records (one ``$in`` lookup per page)."""
         found: dict[str, set[str]] = {s: set() for s in sources}
-        unique = list(found)
-        for start in range(0, len(unique), _PAGE):
-            page = unique[start : start + _PAGE]
+        handle = self._handle(create=False)
+        for page in _pages(list(found), self.page_size) if handle is not None else ():
             where = {"source": page[0]} if len(page) == 1 else {"source": {"$in": page}}
-            got = self._call("get", self._collection.get, where=where, include=["metadatas"])
+            got = self._call("get", handle.get, where=where, include=["metadatas"])
             for id_, meta in zip(got["ids"], got["metadatas"]):
                 found.setdefault(str((meta or {}).get("source")), set()).add(id_)
         return found
 
     def get(self, *, ids: Sequence[str] | None = None, where: dict | None = None, limit: int | None = None) -> list[Hit]:
         """Records by id and/or metadata filter (``similarity`` is NaN: there is no query)."""
-        got = self._call(
-            "get", self._collection.get, ids=list(ids) if ids is not None else None, where=where, limit=limit,
-            include=["metadatas", "documents"],
-        )
-        return [
-            Hit(id_, float("nan"), dict(meta or {}), doc)
-            for id_, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])
-        ]
+        handle = self._handle(create=False)
+        if handle is None:
+            return []
+        hits: list[Hit] = []
+        for page in _pages(ids, self.page_size) if ids is not None else [None]:
+            want = None if limit is None else limit - len(hits)
+            if want is not None and want <= 0:
+                break
+            got = self._call("get", handle.get, ids=page, where=where, limit=want, include=["metadatas", "documents"])
+            hits.extend(
+                Hit(id_, float("nan"), dict(meta or {}), doc)
+                for id_, meta, doc in zip(got["ids"], got["metadatas"], got["documents"])
+            )
+        return hits
 
     def ids(self, where: dict | None = None) -> list[str]:
-        """Ids of every record matching ``where`` (all records when ``None``)."""
-        return list(self._call("get", self._collection.get, where=where, include=[])["ids"])
+        """Ids of every record matching ``where`` (all records when ``None``), read in pages."""
+        return [id_ for id_, _ in self._scan(where, [], None)]
 
-    def iter_metadata(self, batch: int = _PAGE) -> Iterator[tuple[str, dict[str, Any]]]:
+    def iter_metadata(self, batch: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every (id, metadata) pair, paged so memory stays bounded."""
-        offset = 0
-        while True:
-            got = self._call("get", self._collection.get, include=["metadatas"], limit=batch, offset=offset)
-            if not got["ids"]:
-                return
-            yield from zip(got["ids"], (dict(m or {}) for m in got["metadatas"]))
+        return self._scan(None, ["metadatas"], batch)
+
+    def _scan(self, where: dict | None, include: list[str], batch: int | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        handle, offset, batch = self._handle(create=False), 0, batch or self.page_size
+        while handle is not None:
+            got = self._call("get", handle.get, where=where, include=include, limit=batch, offset=offset)
+            yield from zip(got["ids"], (dict(m or {}) for m in got.get("metadatas") or [{}] * len(got["ids"])))
             offset += len(got["ids"])
+            if len(got["ids"]) < batch:
+                return
 
     def delete(self, *, ids: Sequence[str] | None = None, where: dict | None = None) -> int:
-        """Delete by ids and/or metadata filter; returns how many stored records went."""
+        """Delete by ids and/or metadata filter, in pages; returns how many stored records went."""
         if ids is None and where is None:
             raise ConfigError("delete needs ids or a where filter")
+        handle = self._handle(create=False)
+        if handle is None:
+            return 0
         targets = self.existing(list(ids)) if ids is not None else set()
         if where is not None:
             targets.update(self.ids(where))
         ordered = sorted(targets)
-        for start in range(0, len(ordered), _PAGE):
-            self._call("delete", self._collection.delete, ids=ordered[start : start + _PAGE])
+        for page in _pages(ordered, self.page_size):
+            self._call("delete", handle.delete, ids=page)
         return len(ordered)
 
     def query(self, embedding: np.ndarray, k: int, *, where: dict | None = None) -> list[Hit]:
-        """The ``k`` nearest records to ``embedding`` (cosine), best first."""
+        """The ``k`` nearest records to ``embedding`` (cosine), best first.
+
+        A missing collection raises :class:`StoreError` (ingest first); an empty one gives ``[]``
+        and a logged warning."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ConfigError(f"top-k must be an integer >= 1, got {k!r}")
         vector = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         if vector.shape[1] != self.dimension:
             raise StoreError(f"query vector has dimension {vector.shape[1]}, the store holds {self.dimension}")
+        handle = self._handle(create=False)
+        if handle is None:
+            raise StoreError(f"collection {self.name!r} does not exist; ingest first")
         got = self._call(
-            "query", self._collection.query, query_embeddings=vector, n_results=k, where=where,
+            "query", handle.query, query_embeddings=vector, n_results=k, where=where,
             include=["metadatas", "documents", "distances"],
         )
-        return [
+        hits = [
             Hit(id_, 1.0 - float(dist), dict(meta or {}), doc)
             for id_, dist, meta, doc in zip(got["ids"][0], got["distances"][0], got["metadatas"][0], got["documents"][0])
         ]
+        if not hits and self.count() == 0:
+            logger.warning("Chroma collection %r is empty; ingest first", self.name)
+        return hits
 
 
-__all__ = ["ChromaStore", "Hit", "MAX_METADATA_CHARS", "RESERVED_KEYS", "flatten_metadata", "make_client"]
+__all__ = [
+    "CONCURRENT_WRITER_WARNING",
+    "ChromaStore",
+    "Hit",
+    "make_client",
+    "writer_lock",
+]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -58,6 +62,19 @@ PROVENANCE_KEYS = tuple(dict.fromkeys((*POINTWISE_KEYS, *LISTWISE_KEYS, FILTER_R
 ImageSource = Union[str, Path, bytes, "Image.Image"]
 
 
+def _valid_unicode(text: str | None, what: str) -> str | None:
+    """``text`` with lone surrogates (which crash tokenizers and UTF-8 encoders) replaced by
+    U+FFFD, logged; valid text is returned as is."""
+    if not text:
+        return text
+    from .media import clean_text
+
+    cleaned, changed = clean_text(text)
+    if changed:
+        logger.warning("invalid Unicode (lone surrogates) in the %s replaced with U+FFFD", what)
+    return cleaned
+
+
 @dataclass(frozen=True)
 class Query:
     """A retrieval or rerank query: text, an image, or both (a composed query)."""
@@ -68,6 +85,7 @@ class Query:
     def __post_init__(self) -> None:
         if self.text is not None and not isinstance(self.text, str):
             raise ConfigError(f"Query.text must be a string, got {type(self.text).__name__}")
+        object.__setattr__(self, "text", _valid_unicode(self.text, "query text"))
         if (self.text is None or not self.text.strip()) and self.image is None:
             raise ConfigError("a query needs text, an image, or both; got neither")
 
@@ -95,6 +113,11 @@ class Candidate:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: Inline image data (bytes, base64, PIL) when the candidate has no path or URL.
     image: ImageSource | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.text is not None and not isinstance(self.text, str):
+            raise ConfigError(f"Candidate.text must be a string or None, got {type(self.text).__name__}")
+        self.text = _valid_unicode(self.text, f"candidate {self.id!r:.60} text")
 
     @property
     def image_source(self) -> ImageSource | None:

@@ -62,7 +62,10 @@ def number(
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number{' or None' if optional else ''}, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        raise ConfigError(f"{name} is too large: {value!r:.40}") from None
     if math.isnan(value) or (not allow_infinite and math.isinf(value)):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if exclusive_minimum else value < minimum):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import ConfigError, MediaError, ModelError
+from ..hub import ensure_loadable
 from ..media import DEFAULT_MAX_PIXELS, load_image
+from ..validate import DTYPES, boolean, dtype_name, positive_int, torch_dtype  # DTYPES: re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import ImageSource
@@ -20,17 +23,6 @@ logger = logging.getLogger(__name__)
 
 #: Inputs longer than this show a progress bar unless ``show_progress=False``.
 PROGRESS_THRESHOLD = 256
-
-#: ``dtype`` strings we accept, mapped to the name of the torch dtype.
-DTYPES: dict[str, str] = {
-    "float32": "float32",
-    "fp32": "float32",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-}
 
 
 @runtime_checkable
@@ -67,24 +59,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def _check_batch_size(size: object) -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1, got {size!r}")
-    return size
-
-
-def _check_dtype(dtype: object) -> object:
-    if dtype is None or type(dtype).__module__ == "torch":  # None or a torch.dtype
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in DTYPES:
-        return DTYPES[dtype.lower()]
-    raise ConfigError(f"dtype must be None, a torch.dtype or one of {sorted(DTYPES)}, got {dtype!r}")
-
-
-def _looks_local(source: str) -> bool:
-    return Path(source).is_absolute() or source.startswith((".", "~")) or source.count("/") > 1
-
-
 class SentenceTransformerEmbedder:
     """Shared base: a lazily loaded ``SentenceTransformer`` and batched, normalised encoding.
 
@@ -107,16 +81,16 @@ class SentenceTransformerEmbedder:
         local_files_only: bool | None = None,
         trust_remote_code: bool = False,
     ) -> None:
-        self.batch_size = _check_batch_size(batch_size)
-        self.dtype = _check_dtype(dtype)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.dtype = dtype_name(dtype)
         source = str(model_name_or_path or self.default_model)
-        path = Path(source).expanduser()
+        path = Path(os.path.expanduser(source))  # Path.expanduser raises for '~nosuchuser'
         self.model_name_or_path = str(path.resolve()) if path.exists() else source
         self.name = self.model_name_or_path
         self.device = device
         self.max_pixels = max_pixels
-        self.local_files_only = local_files_only
-        self.trust_remote_code = trust_remote_code
+        self.local_files_only = None if local_files_only is None else boolean("local_files_only", local_files_only)
+        self.trust_remote_code = boolean("trust_remote_code", trust_remote_code)
         self._model: Any = None
         self._dimension: int | None = None
         self._encode_options: dict[str, Any] = {}
@@ -153,23 +127,25 @@ class SentenceTransformerEmbedder:
         return {}
 
     def _load_from(self, source: str) -> Any:
-        """Build the ``SentenceTransformer``; every failure becomes one plain :class:`ModelError`."""
+        """Build the ``SentenceTransformer``; every failure becomes one plain :class:`ModelError`.
+
+        :func:`~mm_rag_components.hub.ensure_loadable` runs first, so a model that is neither
+        local, cached nor downloadable fails at once instead of after the hub's retries, and a
+        cached one loads without touching an unreachable hub.
+        """
+        location = ensure_loadable(source, what="embedding model", local_files_only=bool(self.local_files_only))
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if _looks_local(source) and not Path(source).expanduser().exists():
-            raise ModelError(
-                f"cannot load embedding model {source!r}: no such directory; pass an existing local model directory"
-            )
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = getattr(torch, self.dtype) if isinstance(self.dtype, str) else self.dtype
+        dtype = torch_dtype(self.dtype)
         model_kwargs = {"dtype": dtype} if dtype is not None else None
         try:
             return SentenceTransformer(
                 source,
                 device=device,
                 model_kwargs=model_kwargs,
-                local_files_only=bool(self.local_files_only),
+                local_files_only=bool(self.local_files_only) or location.load_offline,
                 trust_remote_code=self.trust_remote_code,
             )
         except Exception as exc:  # noqa: BLE001 - every loading failure becomes one plain ModelError
@@ -221,7 +197,7 @@ class SentenceTransformerEmbedder:
         show_progress: bool | None,
         unit: str,
     ) -> np.ndarray:
-        size = self.batch_size if batch_size is None else _check_batch_size(batch_size)
+        size = self.batch_size if batch_size is None else positive_int("batch_size", batch_size)
         if len(items) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         show = len(items) > PROGRESS_THRESHOLD if show_progress is None else bool(show_progress)

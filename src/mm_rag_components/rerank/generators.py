@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
+from ..hub import ensure_loadable
 from ..validate import boolean, dtype_name, positive_int, torch_dtype
 from .chat import ChatTurn
 
@@ -61,6 +62,7 @@ class TransformersGenerator:
         self._model: Any = None
         self._processor: Any = None
         self._multimodal: bool | None = None
+        self._offline: bool | None = None
         self._lock = threading.Lock()
 
     def config(self) -> dict[str, Any]:
@@ -84,7 +86,10 @@ class TransformersGenerator:
             self._load()
 
     def _kwargs(self) -> dict[str, Any]:
-        return {"trust_remote_code": self.trust_remote_code, "local_files_only": self.local_files_only}
+        if self._offline is None:  # fail fast (one probe) when the model cannot come from anywhere
+            location = ensure_loadable(self.model_name, what="listwise model", local_files_only=self.local_files_only)
+            self._offline = self.local_files_only or location.load_offline
+        return {"trust_remote_code": self.trust_remote_code, "local_files_only": self._offline}
 
     def _config(self) -> Any:
         from transformers import AutoConfig

@@ -68,6 +68,8 @@ FLAG_PARTIAL = "partial_ranking"
 FLAG_IMAGE_ERROR = "image_error"
 FLAG_IMAGE_NOT_SHOWN = "image_not_shown"
 
+#: The most permutations ranked (each is a full pass of model calls).
+MAX_PERMUTATIONS = 64
 #: The longest per-call timeout accepted (a week): larger values overflow the platform's timers.
 MAX_TIMEOUT = 7 * 24 * 3600.0
 _STATUS_SEVERITY = {"json": 0, "arrows": 1, "digits": 2, "fallback": 3}
@@ -166,7 +168,9 @@ class ListwiseRanker:
         self.prompt = get_prompt(prompt)
         self.window_size = window_size
         self.step = step
-        self.num_permutations = positive_int("num_permutations", num_permutations)
+        self.num_permutations = integer("num_permutations", num_permutations, minimum=1)
+        if self.num_permutations > MAX_PERMUTATIONS:
+            raise ConfigError(f"num_permutations must be <= {MAX_PERMUTATIONS}, got {num_permutations}")
         self.seed = integer("seed", seed)
         self.max_image_pixels = positive_int("max_image_pixels", max_image_pixels, optional=True)
         self.max_text_chars = positive_int("max_text_chars", max_text_chars, optional=True)

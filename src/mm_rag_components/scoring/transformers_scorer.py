@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MediaError, ModelError, one_line
+from ..hub import ensure_loadable
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
 from ..types import Candidate, Query
 from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
@@ -131,6 +132,8 @@ class TransformersScorer:
     def _load_processor(self) -> None:
         from transformers import AutoConfig, AutoProcessor, AutoTokenizer
 
+        location = ensure_loadable(self.model_name_or_path, what="scorer model", local_files_only=bool(self.local_files_only))
+        self._load_kwargs["local_files_only"] = bool(self.local_files_only) or location.load_offline
         try:
             config = AutoConfig.from_pretrained(self.model_name_or_path, **self._load_kwargs)
             self.multimodal = hasattr(config, "vision_config")

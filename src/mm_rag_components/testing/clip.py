@@ -235,6 +235,24 @@ def build_tiny_clip(
     return _build_once(path, params, write)
 
 
+def build_tiny_st_clip(path: str | Path, *, seed: int = 0) -> Path:
+    """A tiny CLIP in the layout of the hub's ``sentence-transformers/clip-ViT-*`` repositories.
+
+    ``modules.json`` names one ``sentence_transformers.models.CLIPModel`` module whose folder,
+    ``0_CLIPModel``, holds a :func:`build_tiny_clip` model. Loads with ``SentenceTransformer(path)``.
+    """
+    params = {"builder": "tiny_st_clip", "version": 1, "seed": seed}
+
+    def write(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="clip.", dir=tmp.parent) as raw:
+            built = build_tiny_clip(Path(raw) / "clip", seed=seed)
+            shutil.copytree(built, tmp / "0_CLIPModel", ignore=shutil.ignore_patterns(BUILD_MARKER))
+        modules = [{"idx": 0, "name": "0", "path": "0_CLIPModel", "type": "sentence_transformers.models.CLIPModel"}]
+        (tmp / "modules.json").write_text(json.dumps(modules, indent=2), encoding="utf-8")
+
+    return _build_once(path, params, write)
+
+
 def build_clip_vit_b32_random(path: str | Path, *, seed: int = 0) -> Path:
     """Write a random-weight CLIP with the real ViT-B/32 dimensions (about 151M parameters).
 
@@ -354,6 +372,7 @@ __all__ = [
     "build_clip_vit_b32_random",
     "build_tiny_clip",
     "build_tiny_siglip",
+    "build_tiny_st_clip",
     "build_tiny_text_embedder",
     "shared_clip_processor_dir",
     "train_clip_tokenizer",
