@@ -134,6 +134,17 @@ class FilterPolicy:
         no_unknown("RelevanceFilter", options, [f.name for f in fields(cls)])
         return cls(**options)
 
+    @classmethod
+    def resolve(cls, policy: "FilterPolicy | None" = None, **options: Any) -> "FilterPolicy":
+        """``policy`` or a policy built from options — not both (what every adapter accepts)."""
+        if policy is None:
+            return cls.from_kwargs(**options)
+        if options:
+            raise ConfigError("give policy= or filter options, not both")
+        if not isinstance(policy, cls):
+            raise ConfigError(f"policy must be a FilterPolicy, got {type(policy).__name__}")
+        return policy
+
     def score_of(self, candidate: Candidate) -> object:
         return candidate.score if self.score_key == "score" else candidate.metadata.get(self.score_key)
 

@@ -89,6 +89,17 @@ class RetrievalOptions:
         no_unknown("retrieval options", kwargs, [f.name for f in fields(cls)])
         return cls(**kwargs)
 
+    @classmethod
+    def resolve(cls, options: "RetrievalOptions | None" = None, **kwargs: Any) -> "RetrievalOptions":
+        """``options`` or options built from keywords — not both (what every adapter accepts)."""
+        if options is None:
+            return cls.from_kwargs(**kwargs)
+        if kwargs:
+            raise ConfigError("give options= or option keywords, not both")
+        if not isinstance(options, cls):
+            raise ConfigError(f"options must be RetrievalOptions, got {type(options).__name__}")
+        return options
+
     def to_dict(self) -> dict[str, Any]:
         return {"modalities": list(self.modalities), **{f.name: getattr(self, f.name) for f in fields(self) if f.name != "modalities"}}
 
@@ -157,11 +168,7 @@ def retrieve(
         query = Query(text=query)
     if not isinstance(query, Query):
         raise ConfigError(f"retrieve takes a Query or a string, got {type(query).__name__}")
-    if option_kwargs:
-        if options is not None:
-            raise ConfigError("pass options= or option keywords, not both")
-        options = RetrievalOptions.from_kwargs(**option_kwargs)
-    options = options or RetrievalOptions()
+    options = RetrievalOptions.resolve(options, **option_kwargs)
     notes: list[str] = []
     shared: np.ndarray | None = None
 

@@ -77,6 +77,19 @@ def encode_image(image: "Image.Image", image_format: str = "PNG") -> tuple[bytes
     return buffer.getvalue(), f"image/{image_format.lower()}"
 
 
+def generator_for(llm: Any, generator: Any, wrap: Callable[..., Any], llm_options: dict[str, Any], *, llm_name: str = "llm") -> Any:
+    """The generator a framework adapter hands the core: ``wrap(llm, **llm_options)`` for a
+    framework LLM, else ``generator`` (the two together, or LLM options without an LLM, are a
+    :class:`ConfigError`). ``llm_options`` holds only the options the user gave."""
+    if llm is None:
+        if llm_options:
+            raise ConfigError(f"{', '.join(sorted(llm_options))} apply only with {llm_name}=")
+        return generator
+    if generator is not None:
+        raise ConfigError(f"give {llm_name} or generator, not both")
+    return wrap(llm, **llm_options)
+
+
 def takes_stop_event(generator: Any) -> bool:
     """True when ``generator.generate`` accepts a ``stop_event`` keyword."""
     try:
@@ -217,6 +230,7 @@ async def acall_generator(generator: Any, turns: Sequence[ChatTurn], timeout: fl
 
 
 __all__ = [
+    "generator_for",
     "IMAGE_FORMATS",
     "check_image_format",
     "encode_image",

@@ -28,11 +28,7 @@ class RelevanceFilter:
     """
 
     def __init__(self, policy: FilterPolicy | None = None, **options: Any) -> None:
-        if policy is not None and options:
-            raise ConfigError("give policy= or filter options, not both")
-        if policy is not None and not isinstance(policy, FilterPolicy):
-            raise ConfigError(f"policy must be a FilterPolicy, got {type(policy).__name__}")
-        self.policy = policy or FilterPolicy.from_kwargs(**options)
+        self.policy = FilterPolicy.resolve(policy, **options)
 
     def to_dict(self) -> dict[str, Any]:
         return envelope(self, policy=config.to_dict(self.policy))

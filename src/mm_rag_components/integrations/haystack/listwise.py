@@ -13,7 +13,7 @@ from haystack.utils import deserialize_chatgenerator_inplace
 
 from ... import config
 from ...errors import ConfigError
-from ...rerank.chat import ListwiseGenerator
+from ...rerank.chat import ListwiseGenerator, generator_for
 from ...rerank.listwise import ListwiseRanker
 from .common import envelope, init_parameters
 from .generator import HaystackChatGenerator
@@ -56,12 +56,7 @@ class ListwiseReranker(RerankComponent):
     ) -> None:
         given = {"image_format": image_format, "generation_kwargs": generation_kwargs, "accepts_images": accepts_images}
         chat_options = {k: v for k, v in given.items() if v is not None}
-        if chat_generator is not None:
-            if generator is not None:
-                raise ConfigError("give chat_generator or generator, not both")
-            generator = HaystackChatGenerator(chat_generator, **chat_options)
-        elif chat_options:
-            raise ConfigError(f"{', '.join(chat_options)} apply only with chat_generator=")
+        generator = generator_for(chat_generator, generator, HaystackChatGenerator, chat_options, llm_name="chat_generator")
         self._init_core(ListwiseRanker.create(model, generator=generator, reranker=reranker, **options))
 
     @property

@@ -37,12 +37,8 @@ class MultimodalRetriever:
     ) -> None:
         if not isinstance(index, MultimodalIndex):
             raise ConfigError(f"index must be a MultimodalIndex, got {type(index).__name__}")
-        if options is not None and option_kwargs:
-            raise ConfigError("give options= or option keywords, not both")
-        if options is not None and not isinstance(options, RetrievalOptions):
-            raise ConfigError(f"options must be RetrievalOptions, got {type(options).__name__}")
         self.index = index
-        self.options = options or RetrievalOptions.from_kwargs(**option_kwargs)
+        self.options = RetrievalOptions.resolve(options, **option_kwargs)
 
     def warm_up(self) -> None:
         """Load the index's embedders."""

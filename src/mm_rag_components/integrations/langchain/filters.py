@@ -35,9 +35,7 @@ class RelevanceFilter(BaseDocumentCompressor):
 
     def __init__(self, policy: FilterPolicy | None = None, **options: Any) -> None:
         super().__init__()
-        if policy is not None and options:
-            raise ConfigError("give policy= or filter options, not both")
-        self._policy = as_policy(policy) if policy is not None else FilterPolicy.from_kwargs(**options)
+        self._policy = FilterPolicy.resolve(policy, **options)
 
     def __repr_args__(self) -> Any:
         return [("policy", self._policy)]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ...rerank.chat import ListwiseGenerator
+from ...rerank.chat import ListwiseGenerator, generator_for
 from ...rerank.listwise import ListwiseRanker, ListwiseResult
 from .rerank_common import FilterLike, MultimodalReranker
 
@@ -38,14 +38,10 @@ class ListwiseReranker(MultimodalReranker):
         relevance_filter: FilterLike = None,
         **options: Any,
     ) -> None:
-        if llm is not None:
-            if generator is not None:
-                raise ConfigError("give llm or generator, not both")
-            from .generator import LangChainGenerator
+        from .generator import LangChainGenerator
 
-            generator = LangChainGenerator(llm, **({} if image_format is None else {"image_format": image_format}))
-        elif image_format is not None:
-            raise ConfigError("image_format applies only with llm=")
+        llm_options = {} if image_format is None else {"image_format": image_format}
+        generator = generator_for(llm, generator, LangChainGenerator, llm_options)
         super().__init__(
             ListwiseRanker.create(model, generator=generator, reranker=reranker, **options),
             relevance_filter=relevance_filter,

@@ -50,12 +50,8 @@ class MultimodalRetriever(BaseRetriever):
         super().__init__(tags=tags, metadata=metadata)
         if not isinstance(index, MultimodalIndex):
             raise ConfigError(f"index must be a MultimodalIndex, got {type(index).__name__}")
-        if options is not None and option_kwargs:
-            raise ConfigError("give options= or option keywords, not both")
-        if options is not None and not isinstance(options, RetrievalOptions):
-            raise ConfigError(f"options must be RetrievalOptions, got {type(options).__name__}")
         self._index = index
-        self._options = options or RetrievalOptions.from_kwargs(**option_kwargs)
+        self._options = RetrievalOptions.resolve(options, **option_kwargs)
 
     def __repr_args__(self) -> Any:
         return [("index", self._index), ("options", self._options)]

@@ -33,11 +33,7 @@ class RelevanceFilter(BaseNodePostprocessor):
 
     def __init__(self, policy: FilterPolicy | None = None, **options: Any) -> None:
         super().__init__()
-        if policy is not None and options:
-            raise ConfigError("give policy= or filter options, not both")
-        if policy is not None and not isinstance(policy, FilterPolicy):
-            raise ConfigError(f"policy must be a FilterPolicy, got {type(policy).__name__}")
-        self._policy = policy or FilterPolicy.from_kwargs(**options)
+        self._policy = FilterPolicy.resolve(policy, **options)
 
     @classmethod
     def class_name(cls) -> str:

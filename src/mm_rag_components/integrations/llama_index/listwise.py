@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import ConfigError
-from ...rerank.chat import ListwiseGenerator
+from ...rerank.chat import ListwiseGenerator, generator_for
 from ...rerank.listwise import ListwiseRanker, ListwiseResult
 from .rerank_common import RerankPostprocessor
 
@@ -32,16 +31,14 @@ class ListwiseReranker(RerankPostprocessor):
         reranker: ListwiseRanker | None = None,
         llm: Any = None,
         generator: ListwiseGenerator | None = None,
-        image_format: str = "PNG",
+        image_format: str | None = None,
         chat_kwargs: dict[str, Any] | None = None,
         **options: Any,
     ) -> None:
-        if llm is not None:
-            if generator is not None:
-                raise ConfigError("give llm or generator, not both")
-            from .generator import LlamaIndexGenerator
+        from .generator import LlamaIndexGenerator
 
-            generator = LlamaIndexGenerator(llm, image_format=image_format, **(chat_kwargs or {}))
+        llm_options = {**({"image_format": image_format} if image_format else {}), **(chat_kwargs or {})}
+        generator = generator_for(llm, generator, LlamaIndexGenerator, llm_options)
         super().__init__(ListwiseRanker.create(model, generator=generator, reranker=reranker, **options))
 
     @classmethod

@@ -48,10 +48,8 @@ class MultimodalRetriever(BaseRetriever):
         **option_kwargs: Any,
     ) -> None:
         super().__init__(callback_manager=callback_manager, verbose=verbose)
-        if options is not None and option_kwargs:
-            raise ConfigError("give options= or option keywords, not both")
         self.index = index
-        self.options = options or RetrievalOptions.from_kwargs(**option_kwargs)
+        self.options = RetrievalOptions.resolve(options, **option_kwargs)
         self.last_notes: list[str] = []
 
     def to_dict(self) -> dict[str, Any]:
