@@ -39,6 +39,8 @@ REGISTRY: dict[str, str] = {
     "MultimodalIndex": "index",
     "RetrievalOptions": "retrieval",
     "LlamaIndexGenerator": "integrations.llama_index.generator",
+    "HaystackChatGenerator": "integrations.haystack.generator",
+    "LangChainGenerator": "integrations.langchain.generator",
 }
 _EXTRA: dict[str, type] = {}
 #: Keys never written: credentials belong in the environment, not in a saved pipeline.

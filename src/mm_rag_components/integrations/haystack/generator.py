@@ -11,13 +11,11 @@ from typing import Any
 
 from haystack.dataclasses import ChatMessage, ImageContent
 
-from ... import config
 from ...errors import BackendError, ConfigError
 from ...rerank.chat import ChatTurn, check_image_format, encode_image
 from ...validate import boolean
 
 
-@config.register
 class HaystackChatGenerator:
     """Answer chat turns with ``chat_generator.run(messages=[...])`` → ``{"replies": [ChatMessage]}``.
 

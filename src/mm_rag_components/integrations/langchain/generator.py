@@ -10,14 +10,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from ... import config as mm_config
 from ...errors import BackendError, ConfigError
 from ...rerank.chat import ChatTurn, check_image_format, encode_image
 
 _MESSAGES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 
 
-@mm_config.register
 class LangChainGenerator:
     """Answer chat turns with ``llm.invoke`` / ``llm.ainvoke`` (native async).
 
