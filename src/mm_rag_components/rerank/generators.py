@@ -9,7 +9,7 @@ generators under ``integrations/``. Heavy libraries load inside methods.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,24 @@ class TransformersGenerator:
             ]
         return messages
 
-    def generate(self, turns: Sequence[ChatTurn], *, stop_event: threading.Event | None = None) -> str:
+    def _inputs(self, turns: Sequence[ChatTurn]) -> dict[str, Any]:
+        """Model inputs for ``turns`` (the model must be loaded), on the model's device and dtype."""
+        import torch
+
+        inputs = self._processor.apply_chat_template(
+            self.to_messages(turns), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        model_dtype = getattr(self._model, "dtype", None)
+        return {
+            key: (
+                value.to(self.device, dtype=model_dtype)
+                if torch.is_tensor(value) and value.is_floating_point() and model_dtype is not None
+                else value.to(self.device) if torch.is_tensor(value) else value
+            )
+            for key, value in inputs.items()
+        }
+
+    def _generate_kwargs(self, stop_event: threading.Event | None) -> dict[str, Any]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -155,29 +172,52 @@ class TransformersGenerator:
                 stop = stop_event is not None and stop_event.is_set()
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
+        return {"do_sample": False, "max_new_tokens": self.max_new_tokens, "stopping_criteria": StoppingCriteriaList([_Stop()])}
+
+    def generate(self, turns: Sequence[ChatTurn], *, stop_event: threading.Event | None = None) -> str:
+        import torch
+
         with self._lock:
             self._load()
-            inputs = self._processor.apply_chat_template(
-                self.to_messages(turns), add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
-            )
-            model_dtype = getattr(self._model, "dtype", None)
-            inputs = {
-                key: (
-                    value.to(self.device, dtype=model_dtype)
-                    if torch.is_tensor(value) and value.is_floating_point() and model_dtype is not None
-                    else value.to(self.device) if torch.is_tensor(value) else value
-                )
-                for key, value in inputs.items()
-            }
+            inputs = self._inputs(turns)
             prompt_length = inputs["input_ids"].shape[1]
             with torch.inference_mode():
-                output = self._model.generate(
-                    **inputs,
-                    do_sample=False,
-                    max_new_tokens=self.max_new_tokens,
-                    stopping_criteria=StoppingCriteriaList([_Stop()]),
-                )
+                output = self._model.generate(**inputs, **self._generate_kwargs(stop_event))
             return self._processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)[0]
+
+    def stream(self, turns: Sequence[ChatTurn]) -> Iterator[str]:
+        """The answer's text, piece by piece, as it is generated (greedy, like :meth:`generate`).
+
+        Generation runs in a daemon thread; leaving the iteration early stops it at the next token.
+        """
+        import torch
+        from transformers import TextIteratorStreamer
+
+        with self._lock:
+            self._load()
+            inputs = self._inputs(turns)
+        tokenizer = getattr(self._processor, "tokenizer", self._processor)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                with self._lock, torch.inference_mode():
+                    self._model.generate(**inputs, **self._generate_kwargs(stop), streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+                failure.append(exc)
+                streamer.end()
+
+        threading.Thread(target=work, name="mm-rag-stream", daemon=True).start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.set()
+        if failure:
+            raise failure[0]
 
 
 __all__ = ["TransformersGenerator"]

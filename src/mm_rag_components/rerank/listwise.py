@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, MediaError
-from ..media import load_image
+from ..errors import ConfigError
 from ..types import LISTWISE_FLAG, LISTWISE_PARSE_STATUS, LISTWISE_RANK, LISTWISE_RATIONALE, LISTWISE_SCORE
 from ..types import Candidate, ImageSource, Query
 from ..validate import boolean, integer, no_unknown, number, positive_int
@@ -50,11 +49,14 @@ from .listwise_prompts import (
     DEFAULT_MAX_IMAGE_PIXELS,
     PROMPTS,
     ListwisePrompt,
+    FLAG_IMAGE_ERROR,
+    FLAG_IMAGE_NOT_SHOWN,
+    PreparedPrompt,
     PromptEntry,
     build_messages,
     clip_text,
     get_prompt,
-    resize_to_budget,
+    prepare_entries,
 )
 from .parse import ParsedRanking, ParseStatus, parse_ranking
 from .windows import borda_aggregate, plan_windows, start_orders
@@ -65,8 +67,6 @@ logger = logging.getLogger(__name__)
 #: per-candidate flags for images that could not be shown.
 FLAG_PARSE_FALLBACK = "parse_fallback"
 FLAG_PARTIAL = "partial_ranking"
-FLAG_IMAGE_ERROR = "image_error"
-FLAG_IMAGE_NOT_SHOWN = "image_not_shown"
 
 #: The most permutations ranked (each is a full pass of model calls).
 MAX_PERMUTATIONS = 64
@@ -289,35 +289,11 @@ class ListwiseRanker:
         return metadata
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self, query: Query, candidates: list[Candidate]) -> tuple[Any, list[PromptEntry], list[str | None]]:
-        sees_images = bool(getattr(self.generator, "accepts_images", True))
-        query_image = None
-        if query.image is not None:
-            if not sees_images:
-                if not query.text:
-                    raise ConfigError(f"{self.name} reads text only; it cannot rank for an image-only query")
-                logger.warning("listwise: %s reads text only; the query image is left out", self.name)
-            else:
-                query_image = resize_to_budget(load_image(query.image, allow_urls=self.allow_urls), self.max_image_pixels)
-        entries: list[PromptEntry] = []
-        image_flags: list[str | None] = []
-        for candidate in candidates:
-            source = self.image_of(candidate)
-            image, note = None, None
-            if source is not None and not sees_images:
-                note = "unseen"
-            elif source is not None:
-                try:
-                    image = resize_to_budget(load_image(source, allow_urls=self.allow_urls), self.max_image_pixels)
-                except MediaError as exc:
-                    logger.warning("listwise: candidate %s image unusable, ranked on text: %s", candidate.id, exc)
-                    note = "missing"
-            elif candidate.modality == "image":
-                logger.warning("listwise: image candidate %s has no image source", candidate.id)
-                note = "missing"
-            entries.append(PromptEntry(candidate.text, image, note))
-            image_flags.append({"missing": FLAG_IMAGE_ERROR, "unseen": FLAG_IMAGE_NOT_SHOWN}.get(note or ""))
-        return query_image, entries, image_flags
+    def _prepare(self, query: Query, candidates: list[Candidate]) -> PreparedPrompt:
+        return prepare_entries(
+            query, candidates, sees_images=bool(getattr(self.generator, "accepts_images", True)),
+            allow_urls=self.allow_urls, max_image_pixels=self.max_image_pixels, image_of=self.image_of, who=self.name,
+        )
 
     # ------------------------------------------------------------------ passes
     def _run_pass(

@@ -12,15 +12,21 @@ ranking such as ``[2, 1, 3]``) and ``{arrows}`` (the same as ``[2] > [1] > [3]``
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..errors import ConfigError, MediaError
+from ..media import load_image
+from ..types import Candidate, Query
 from .chat import ChatTurn, Part
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 #: Default pixel budget for each image sent to the model (about 448 × 448).
 DEFAULT_MAX_IMAGE_PIXELS = 448 * 448
@@ -106,6 +112,64 @@ class PromptEntry:
     image_note: str | None = None
 
 
+#: Per-candidate flags for images that could not be shown.
+FLAG_IMAGE_ERROR = "image_error"
+FLAG_IMAGE_NOT_SHOWN = "image_not_shown"
+
+
+class PreparedPrompt(NamedTuple):
+    """The query image (resized, or ``None``), one :class:`PromptEntry` per candidate, and each
+    candidate's image flag (``image_error``, ``image_not_shown`` or ``None``)."""
+
+    query_image: "Image.Image | None"
+    entries: list[PromptEntry]
+    image_flags: list[str | None]
+
+
+def prepare_entries(
+    query: Query,
+    candidates: Sequence[Candidate],
+    *,
+    sees_images: bool,
+    allow_urls: bool = False,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    image_of: Callable[[Candidate], Any] | None = None,
+    who: str = "the model",
+) -> PreparedPrompt:
+    """Load and resize the query's and candidates' images for a chat prompt.
+
+    An unreadable candidate image is described (``image_error``), never fatal; a model that reads
+    text only gets image descriptions (``image_not_shown``) and refuses an image-only query.
+    """
+    query_image = None
+    if query.image is not None:
+        if not sees_images:
+            if not query.text:
+                raise ConfigError(f"{who} reads text only; it cannot take an image-only query")
+            logger.warning("%s reads text only; the query image is left out", who)
+        else:
+            query_image = resize_to_budget(load_image(query.image, allow_urls=allow_urls), max_image_pixels)
+    entries: list[PromptEntry] = []
+    flags: list[str | None] = []
+    for candidate in candidates:
+        source = image_of(candidate) if image_of is not None else candidate.image_source
+        image, note = None, None
+        if source is not None and not sees_images:
+            note = "unseen"
+        elif source is not None:
+            try:
+                image = resize_to_budget(load_image(source, allow_urls=allow_urls), max_image_pixels)
+            except MediaError as exc:
+                logger.warning("candidate %s: image unusable, shown as text only: %s", candidate.id, exc)
+                note = "missing"
+        elif candidate.modality == "image":
+            logger.warning("image candidate %s has no image source", candidate.id)
+            note = "missing"
+        entries.append(PromptEntry(candidate.text, image, note))
+        flags.append({"missing": FLAG_IMAGE_ERROR, "unseen": FLAG_IMAGE_NOT_SHOWN}.get(note or ""))
+    return PreparedPrompt(query_image, entries, flags)
+
+
 def resize_to_budget(image: "Image.Image", max_pixels: int | None) -> "Image.Image":
     """``image`` scaled down (aspect kept) so that width × height ≤ ``max_pixels``."""
     if max_pixels is None:
@@ -149,7 +213,7 @@ def build_messages(
             parts.append(prompt.empty_text)
     parts.append(prompt.task.format(n=n, example=example, arrows=arrows))
     turns = [ChatTurn("system", (prompt.system,))] if prompt.system else []
-    turns.append(ChatTurn("user", tuple(_merge_text(parts))))
+    turns.append(ChatTurn("user", tuple(merge_text(parts))))
     return turns
 
 
@@ -161,7 +225,7 @@ def clip_text(text: str, limit: int | None) -> str:
     return text
 
 
-def _merge_text(parts: Sequence[Part]) -> list[Part]:
+def merge_text(parts: Sequence[Part]) -> list[Part]:
     """Join neighbouring text parts with newlines (images stay separate parts)."""
     merged: list[Part] = []
     for part in parts:
@@ -173,6 +237,11 @@ def _merge_text(parts: Sequence[Part]) -> list[Part]:
 
 
 __all__ = [
+    "FLAG_IMAGE_ERROR",
+    "FLAG_IMAGE_NOT_SHOWN",
+    "PreparedPrompt",
+    "prepare_entries",
+    "merge_text",
     "COT_PROMPT",
     "DEFAULT_MAX_IMAGE_PIXELS",
     "DIRECT_PROMPT",

@@ -3,7 +3,7 @@ their LlamaIndex integrations): our chat turns become ``ChatMessage`` s with tex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
@@ -67,6 +67,12 @@ class LlamaIndexGenerator:
 
     async def agenerate(self, turns: Sequence[ChatTurn]) -> str:
         return _response_text(await self.llm.achat(self.to_messages(turns), **self.chat_kwargs))
+
+    def stream(self, turns: Sequence[ChatTurn]) -> Iterator[str]:
+        """The answer piece by piece (``llm.stream_chat`` deltas)."""
+        for chunk in self.llm.stream_chat(self.to_messages(turns), **self.chat_kwargs):
+            if chunk.delta:
+                yield chunk.delta
 
 
 def _response_text(response: Any) -> str:
