@@ -1,0 +1,192 @@
+"""The QA pipeline every front end uses: retrieve → rerank → filter → answer, framework-free.
+
+One :class:`QATurn` holds everything a user may want to see about a question: what was retrieved,
+how it was reranked, what the filter kept and what it dropped (and why), the answer with its
+citations, and how long each stage took. :class:`Conversation` keeps the exchanges for follow-up
+questions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..answer import Answer, AnswerStream, Exchange, MultimodalAnswerer
+from ..errors import ConfigError
+from ..filters import Dropped, FilterPolicy
+from ..index import MultimodalIndex
+from ..rerank.base import Reranker
+from ..retrieval import RetrievalOptions, retrieve
+from ..types import Candidate, Query
+from ..validate import integer
+
+
+@dataclass
+class QATurn:
+    """One question through the pipeline (``answer`` is ``None`` until answered or streamed)."""
+
+    question: Query
+    retrieved: list[Candidate]
+    ranked: list[Candidate]
+    kept: list[Candidate]
+    dropped: list[Dropped] = field(default_factory=list)
+    answer: Answer | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: sources with their scores and provenance, drops with reasons, the answer."""
+        answer = self.answer
+        return {
+            "question": {"text": self.question.text, "image": _describe_image(self.question.image)},
+            "kept": [candidate_dict(c) for c in self.kept],
+            "dropped": [{**candidate_dict(d.candidate), "reason": d.reason} for d in self.dropped],
+            "retrieved": len(self.retrieved),
+            "answer": None if answer is None else {
+                "text": answer.text, "cited": answer.cited, "invalid_citations": answer.invalid_citations,
+                "flag": answer.flag, "error": answer.error,
+            },
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+        }
+
+
+def candidate_dict(candidate: Candidate) -> dict[str, Any]:
+    """A candidate as JSON-ready data (never image bytes)."""
+    metadata = {k: v for k, v in candidate.metadata.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return {
+        "id": candidate.id, "modality": candidate.modality, "text": candidate.text,
+        "image_path": candidate.image_path, "score": candidate.score, "metadata": metadata,
+    }
+
+
+def _describe_image(image: Any) -> str | None:
+    if image is None:
+        return None
+    return str(image) if isinstance(image, str) and len(str(image)) < 4096 else f"<{type(image).__name__}>"
+
+
+class QAPipeline:
+    """Retrieve from ``index``, rerank (optional), filter (optional), answer (optional).
+
+    Retrieval options come as a :class:`RetrievalOptions` or its keywords; ``reranker`` is any
+    core :class:`~mm_rag_components.rerank.base.Reranker`; ``relevance_filter`` a
+    :class:`~mm_rag_components.filters.FilterPolicy`; ``answerer`` a
+    :class:`~mm_rag_components.answer.MultimodalAnswerer`.
+    """
+
+    def __init__(
+        self,
+        index: MultimodalIndex,
+        *,
+        retrieval: RetrievalOptions | None = None,
+        reranker: Reranker | None = None,
+        relevance_filter: FilterPolicy | None = None,
+        answerer: MultimodalAnswerer | None = None,
+        **retrieval_options: Any,
+    ) -> None:
+        if not isinstance(index, MultimodalIndex):
+            raise ConfigError(f"index must be a MultimodalIndex, got {type(index).__name__}")
+        if reranker is not None and not isinstance(reranker, Reranker):
+            raise ConfigError(f"reranker must follow the Reranker protocol, got {type(reranker).__name__}")
+        if relevance_filter is not None and not isinstance(relevance_filter, FilterPolicy):
+            raise ConfigError(f"relevance_filter must be a FilterPolicy, got {type(relevance_filter).__name__}")
+        if answerer is not None and not isinstance(answerer, MultimodalAnswerer):
+            raise ConfigError(f"answerer must be a MultimodalAnswerer, got {type(answerer).__name__}")
+        self.index = index
+        self.retrieval = RetrievalOptions.resolve(retrieval, **retrieval_options)
+        self.reranker = reranker
+        self.relevance_filter = relevance_filter
+        self.answerer = answerer
+
+    def warm_up(self) -> None:
+        """Load every model now (embedders, reranker, answerer)."""
+        for part in (self.index.image_embedder, self.index.text_embedder, self.reranker, self.answerer):
+            warm = getattr(part, "warm_up", None)
+            if callable(warm):
+                warm()
+
+    def search(self, question: Query | str) -> QATurn:
+        """Retrieve, rerank and filter (no answer)."""
+        query = Query(text=question) if isinstance(question, str) else question
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        result = retrieve(self.index, query, self.retrieval)
+        timings["retrieve"] = time.perf_counter() - start
+        ranked = list(result)
+        if self.reranker is not None and ranked:
+            start = time.perf_counter()
+            ranked = self.reranker.rerank(query, ranked).candidates
+            timings["rerank"] = time.perf_counter() - start
+        kept, dropped = ranked, []
+        if self.relevance_filter is not None and ranked:
+            filtered = self.relevance_filter.apply(ranked)
+            kept, dropped = filtered.kept, filtered.dropped
+        return QATurn(query, list(result), ranked, kept, dropped, timings=timings, notes=list(result.notes))
+
+    def ask(self, question: Query | str, history: list[Exchange] | tuple[Exchange, ...] = ()) -> QATurn:
+        """:meth:`search`, then the answer (needs an ``answerer``)."""
+        answerer = self._answerer()
+        turn = self.search(question)
+        start = time.perf_counter()
+        turn.answer = answerer.answer(turn.question, turn.kept, history)
+        turn.timings["answer"] = time.perf_counter() - start
+        return turn
+
+    def ask_stream(
+        self, question: Query | str, history: list[Exchange] | tuple[Exchange, ...] = ()
+    ) -> tuple[QATurn, Iterator[str]]:
+        """:meth:`search` now, and the answer's text as it comes; ``turn.answer`` is set when the
+        iteration ends."""
+        answerer = self._answerer()
+        turn = self.search(question)
+        stream = answerer.stream(turn.question, turn.kept, history)
+        return turn, _filling(turn, stream)
+
+    def _answerer(self) -> MultimodalAnswerer:
+        if self.answerer is None:
+            raise ConfigError("this pipeline has no answerer; pass answerer=MultimodalAnswerer(...)")
+        return self.answerer
+
+
+def _filling(turn: QATurn, stream: AnswerStream) -> Iterator[str]:
+    start = time.perf_counter()
+    yield from stream
+    turn.answer = stream.answer
+    turn.timings["answer"] = time.perf_counter() - start
+
+
+class Conversation:
+    """A pipeline plus the exchanges so far, for follow-up questions (at most ``max_exchanges`` kept)."""
+
+    def __init__(self, pipeline: QAPipeline, *, max_exchanges: int = 20) -> None:
+        self.pipeline = pipeline
+        self.max_exchanges = integer("max_exchanges", max_exchanges, minimum=1)
+        self.history: list[Exchange] = []
+
+    def ask(self, text: str | None = None, image: Any = None) -> QATurn:
+        turn = self.pipeline.ask(Query(text=text, image=image), tuple(self.history))
+        self._remember(turn)
+        return turn
+
+    def ask_stream(self, text: str | None = None, image: Any = None) -> tuple[QATurn, Iterator[str]]:
+        turn, pieces = self.pipeline.ask_stream(Query(text=text, image=image), tuple(self.history))
+
+        def remembering() -> Iterator[str]:
+            yield from pieces
+            self._remember(turn)
+
+        return turn, remembering()
+
+    def _remember(self, turn: QATurn) -> None:
+        if turn.answer is not None and turn.answer.flag is None:
+            question = turn.question.text or "(an image)"
+            self.history = [*self.history, Exchange(question, turn.answer.text)][-self.max_exchanges :]
+
+    def reset(self) -> None:
+        self.history = []
+
+
+__all__ = ["Conversation", "QAPipeline", "QATurn", "candidate_dict"]
