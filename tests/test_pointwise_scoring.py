@@ -131,8 +131,11 @@ def test_bad_input(tiny_vlm_dirs, tmp_path):
         scorer.score("just a string", [Candidate(id="a", modality="text", text="b")])
     with pytest.raises(MediaError, match="query image"):
         scorer.score(Query(image=b"garbage"), [Candidate(id="a", modality="text", text="b")])
+    missing = TransformersScorer(tmp_path / "missing-model")  # construction reads nothing
     with pytest.raises(ModelError):
-        TransformersScorer(tmp_path / "missing-model")
+        missing.warm_up()
+    with pytest.raises(ModelError):  # not half-loaded: the next use fails the same way
+        missing.score(Query(text="x"), [Candidate(id="a", modality="text", text="b")])
     with pytest.raises(ConfigError):
         TransformersScorer(tiny_vlm_dirs["idefics3"], batch_size=0)
 

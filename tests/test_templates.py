@@ -20,10 +20,18 @@ def expected(user: str, system: str | None = None, answer_prefix: str = "") -> s
 
 
 CASES = {
-    "qwen3-vl-reranker": (
+    "qwen3-vl-reranker": (  # Qwen3-VL-Reranker's card: no spaces after the colons, no think block
+        dict(query=Query(text="a red circle"), document="cats sleep", document_image=True),
+        lambda: expected(
+            "<Instruct>: Given a search query, retrieve relevant candidates that answer the query."
+            "<Query>:a red circle\n<Document>:<image>cats sleep",
+            system=QWEN3_SYSTEM,
+        ),
+    ),
+    "qwen3-reranker": (  # the text Qwen3-Reranker's card
         dict(query=Query(text="a red circle"), document="cats sleep", document_image=False),
         lambda: expected(
-            "<Instruct>: Given a search query, retrieve relevant candidates that answer the query.\n"
+            "<Instruct>: Given a web search query, retrieve relevant passages that answer the query\n"
             "<Query>: a red circle\n<Document>: cats sleep",
             system=QWEN3_SYSTEM,
             answer_prefix="<think>\n\n</think>\n\n",
@@ -68,17 +76,18 @@ def test_builtin_renders_token_by_token(tiny_vlm_dirs, name):
 def test_answer_tokens_follow_the_prompt_spacing(tiny_vlm_dirs):
     tok_of = lambda s: s.tokenizer.convert_ids_to_tokens([s.yes_id, s.no_id])  # noqa: E731
     # Qwen3's answer prefix ends in a newline: the answer has no leading space.
-    assert tok_of(TransformersScorer(tiny_vlm_dirs["idefics3"], template="qwen3-vl-reranker")) == ["yes", "no"]
+    assert tok_of(TransformersScorer(tiny_vlm_dirs["idefics3"], template="qwen3-reranker")) == ["yes", "no"]
     # "Assistant:" ends without a space: the model answers " True".
     assert tok_of(TransformersScorer(tiny_vlm_dirs["idefics3"], template="monoqwen2-vl")) == ["ĠTrue", "ĠFalse"]
     # ChatML's generation prompt ends in a newline.
     assert tok_of(TransformersScorer(tiny_vlm_dirs["causal"], template="retllm")) == ["True", "False"]
 
 
-def test_missing_answer_tokens_fail_at_construction(tiny_vlm_dirs):
+def test_missing_answer_tokens_fail_when_the_tokenizer_loads(tiny_vlm_dirs):
     odd = PointwiseTemplate(name="odd", parts=("{query}", "{document}"), yes="Absolutely", no="Never")
+    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], template=odd)  # nothing loads yet
     with pytest.raises(ModelError, match="no single token"):
-        TransformersScorer(tiny_vlm_dirs["idefics3"], template=odd)
+        scorer.warm_up()
 
 
 def test_candidate_text_cannot_inject_structure(tiny_vlm_dirs):

@@ -12,6 +12,7 @@ decoded, and at most one window of decoded images is alive at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from pathlib import Path
@@ -191,6 +192,7 @@ class MultimodalIndex:
         delete_missing: bool = False,
         metadata: Mapping[str, Any] | None = None,
         show_progress: bool | None = None,
+        precompute: Any = None,
     ) -> IngestReport:
         """Ingest images (jpg/jpeg/png/webp/gif/bmp/tif/tiff) and texts (txt/md) under ``folder``.
 
@@ -198,7 +200,9 @@ class MultimodalIndex:
         are counted as ``ignored``. Only regular files are read (a FIFO or device is skipped),
         up to ``max_text_bytes`` / ``max_image_bytes``. With ``delete_missing`` the records of
         files under ``folder`` (only its top level when not ``recursive``) that no longer exist
-        are deleted. ``metadata`` goes on every record.
+        are deleted. ``metadata`` goes on every record. ``precompute``: a reranker scorer (e.g.
+        ``TransformersScorer(..., vision_cache_dir=DIR)``) whose image features are computed for
+        every image read, unchanged ones included, so its first query after a restart is warm.
         """
         try:
             root = Path(folder).expanduser().resolve()
@@ -229,20 +233,23 @@ class MultimodalIndex:
                 seen.add(source)
                 yield guarded(source, lambda: self._file_entry(found, source, renamed, user_meta))
 
-        with writer_lock(self._client):
-            Ingester(self).run(entries(), report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
+        with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
+            Ingester(self, hook).run(entries(), report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
             if delete_missing:
                 report.deleted += self._delete_missing(root, seen, recursive)
         logger.info("ingest %s: %s", root, report.summary())
         return report
 
-    def ingest(self, items: Iterable[Item], *, allow_urls: bool = False, show_progress: bool | None = None) -> IngestReport:
+    def ingest(
+        self, items: Iterable[Item], *, allow_urls: bool = False, show_progress: bool | None = None, precompute: Any = None,
+    ) -> IngestReport:
         """Ingest :class:`Item` objects: a text, an image, or an image with its caption.
 
         An image item stores its caption as the record's document (the image is what is
         embedded). Items with a ``source`` replace that source's older records. Identical items
         (same record id) are ingested once and counted in ``duplicates``; a bad item is skipped
-        with its reason and never costs the others their place.
+        with its reason and never costs the others their place. ``precompute``: as in
+        :meth:`ingest_folder`.
         """
         report = IngestReport()
 
@@ -251,8 +258,8 @@ class MultimodalIndex:
                 label = _item_label(number, item)
                 yield guarded(label, lambda: self._item_entry(item, label, allow_urls))
 
-        with writer_lock(self._client):
-            Ingester(self).run(entries(), report, show_progress, lambda: len(items) if isinstance(items, Sized) else None)
+        with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
+            Ingester(self, hook).run(entries(), report, show_progress, lambda: len(items) if isinstance(items, Sized) else None)
         return report
 
     def delete(self, source: str | Path | None = None, *, ids: Iterable[str] | None = None) -> int:
@@ -370,6 +377,15 @@ class MultimodalIndex:
                 record.update({SOURCE: source, FILE_NAME: _file_name(source)})
         notes = notes + split.notes
         return Entry(label, source, "text", ids, records, list(chunks), list(chunks), notes, split.duplicates)
+
+def _precompute(scorer: Any, show_progress: bool | None) -> Any:
+    """A context giving the ingest hook that precomputes ``scorer``'s image features (or ``None``)."""
+    if scorer is None:
+        return contextlib.nullcontext()
+    from .scoring.precompute import IngestPrecompute
+
+    return IngestPrecompute(scorer, show_progress)
+
 
 def _item_label(number: int, item: Any) -> str:
     label = f"item #{number}"

@@ -18,6 +18,7 @@ from .errors import ConfigError, MMRagError, ModelError, StoreError
 from .media import clean_text, content_hash, decode_image
 from .metadata import check_record
 from .store import ChromaStore
+from .types import SHA256
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultimodalIndex
@@ -127,10 +128,16 @@ def skip(report: IngestReport, skipped: Skipped) -> None:
 
 
 class Ingester:
-    """Stores :class:`Entry` objects into an index's collections, window by window."""
+    """Stores :class:`Entry` objects into an index's collections, window by window.
 
-    def __init__(self, index: MultimodalIndex) -> None:
+    ``precompute``: called with ``(sha256, raw bytes)`` of every image window (new, changed and
+    unchanged images) before the store is asked; returns a problem to note or ``None``
+    (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`: reranker image features).
+    """
+
+    def __init__(self, index: MultimodalIndex, precompute: Callable[[list[tuple[str, Any]]], str | None] | None = None) -> None:
         self.index = index
+        self.precompute = precompute
 
     def run(
         self, entries: Iterable[Entry | Skipped], report: IngestReport, show_progress: bool | None,
@@ -192,6 +199,10 @@ class Ingester:
             if not entries:
                 continue
             store = self.index.image_store if modality == "image" else self.index.text_store
+            if modality == "image" and self.precompute is not None:
+                problem = self.precompute([(e.metadatas[0][SHA256], e.payloads[0]) for e in entries])
+                if problem:
+                    report.notes.extend(Note(e.label, short(problem)) for e in entries)
             todo = self._changed(store, entries, report)
             if modality == "image":
                 todo = self._decode(todo, report)

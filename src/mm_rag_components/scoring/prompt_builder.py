@@ -13,6 +13,7 @@ scorer and training — so they see exactly the same tokens. It also
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,9 @@ class PromptBuilder:
     """Render ``template`` prompts with a tokenizer (and, for VLMs, its processor's chat template).
 
     ``image_token`` / ``image_expansion``: the placeholder a VLM's processor writes for an image and
-    the token ids it expands to (``None`` for text-only models).
+    the token ids it expands to by default (``None`` for text-only models). Families whose
+    expansion depends on the image (Qwen-VL grids, Idefics3 splitting) pass the ids per image to
+    :meth:`tokenize` / :meth:`build` as ``expansions``.
     """
 
     def __init__(
@@ -62,11 +65,14 @@ class PromptBuilder:
         self.max_length = max_length
         self.image_token = image_token
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token) if image_token else None
-        self.image_expansion = image_expansion or []
+        #: Without a known expansion an image placeholder stays one token (its ids depend on the image).
+        self.image_expansion = image_expansion or ([self.image_token_id] if self.image_token_id is not None else [])
         self.multimodal = processor is not None
         if self._chat_template() is None:
             raise ModelError("the model has no chat template; pointwise prompts need one")
         specials = set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "additional_special_tokens", None) or [])
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        specials |= {str(getattr(t, "content", t)) for t in added.values() if getattr(t, "special", False)}
         if image_token:
             specials.add(image_token)
         self.specials = sorted((s for s in specials if s), key=len, reverse=True)
@@ -116,14 +122,20 @@ class PromptBuilder:
         )
         return self.apply_chat_template(messages) + self.template.answer_prefix, order
 
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of ``text``, each image placeholder expanded to its image slots."""
+    def tokenize(self, text: str, expansions: Sequence[Sequence[int]] | None = None) -> list[int]:
+        """Token ids of ``text``, each image placeholder expanded to its image slots: the k-th to
+        ``expansions[k]`` when given, else to ``image_expansion``."""
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if self.image_token_id is None:
             return list(ids)
         out: list[int] = []
+        k = 0
         for token in ids:
-            out.extend(self.image_expansion if token == self.image_token_id else (token,))
+            if token != self.image_token_id:
+                out.append(token)
+                continue
+            out.extend(expansions[k] if expansions is not None and k < len(expansions) else self.image_expansion)
+            k += 1
         return out
 
     def answer_ids(self) -> tuple[int, int]:
@@ -151,22 +163,34 @@ class PromptBuilder:
         return resolved[0], resolved[1]
 
     # prompts ---------------------------------------------------------------------------------
-    def build(self, query_text: str | None, query_image: bool, document: str | None, document_image: bool) -> Prompt:
-        """The prompt for one pair, cut on the candidate's text when over ``max_length``."""
+    def build(
+        self, query_text: str | None, query_image: bool, document: str | None, document_image: bool,
+        *, expansions: Mapping[str, Sequence[int]] | None = None,
+    ) -> Prompt:
+        """The prompt for one pair, cut on the candidate's text when over ``max_length``.
+
+        ``expansions``: the ids of the ``"query"`` / ``"document"`` image, when they depend on it."""
         text, order = self.render(query_text, query_image, document, document_image)
-        ids = self.tokenize(text)
+        ids = self.tokenize(text, self._expansions(order, expansions))
         if self.max_length is None or len(ids) <= self.max_length:
             return Prompt(text, ids, order)
-        return self._truncate(query_text, query_image, self.clean(document) or "", document_image, len(ids))
+        return self._truncate(query_text, query_image, self.clean(document) or "", document_image, len(ids), expansions)
 
-    def _truncate(self, query_text: str | None, query_image: bool, document: str, document_image: bool, length: int) -> Prompt:
+    @staticmethod
+    def _expansions(order: list[str], expansions: Mapping[str, Sequence[int]] | None) -> list[Sequence[int]] | None:
+        return None if expansions is None else [expansions[label] for label in order]
+
+    def _truncate(
+        self, query_text: str | None, query_image: bool, document: str, document_image: bool, length: int,
+        expansions: Mapping[str, Sequence[int]] | None = None,
+    ) -> Prompt:
         """Shorten the (already neutralised) candidate text until the prompt fits."""
         assert self.max_length is not None
         doc_ids = self.tokenizer(document, add_special_tokens=False)["input_ids"]
         keep = len(doc_ids) - (length - self.max_length) - 2  # margin for re-tokenisation at the cut
         while keep >= 0:
             text, order = self.render(query_text, query_image, self.tokenizer.decode(doc_ids[:keep]), document_image)
-            ids = self.tokenize(text)
+            ids = self.tokenize(text, self._expansions(order, expansions))
             if len(ids) <= self.max_length:
                 return Prompt(text, ids, order, TRUNCATED)
             keep -= max(1, len(ids) - self.max_length)

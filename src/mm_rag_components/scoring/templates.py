@@ -96,16 +96,29 @@ class PointwiseTemplate:
         return messages, images
 
 
+_QWEN3_JUDGE = (
+    'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+    'Note that the answer can only be "yes" or "no".'
+)
+
 QWEN3_VL_RERANKER = PointwiseTemplate(
     name="qwen3-vl-reranker",
-    system=(
-        'Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
-        'Note that the answer can only be "yes" or "no".'
-    ),
-    parts=("<Instruct>: {instruction}", "\n<Query>: ", QUERY_IMAGE, "{query}", "\n<Document>: ", DOCUMENT_IMAGE, "{document}"),
+    system=_QWEN3_JUDGE,
+    parts=("<Instruct>: {instruction}", "<Query>:", QUERY_IMAGE, "{query}", "\n<Document>:", DOCUMENT_IMAGE, "{document}"),
     instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    description=(
+        "Qwen3-VL-Reranker (also lychee-rerank-mm style): the judge system prompt, then "
+        "'<Instruct>: …<Query>:[image]text\\n<Document>:[image]text' as its model card's script builds it; yes/no."
+    ),
+)
+
+QWEN3_RERANKER = PointwiseTemplate(
+    name="qwen3-reranker",
+    system=_QWEN3_JUDGE,
+    parts=("<Instruct>: {instruction}", "\n<Query>: ", QUERY_IMAGE, "{query}", "\n<Document>: ", DOCUMENT_IMAGE, "{document}"),
+    instruction="Given a web search query, retrieve relevant passages that answer the query",
     answer_prefix="<think>\n\n</think>\n\n",
-    description="Qwen3-(VL-)Reranker / lychee-rerank format: system judge prompt, Instruct/Query/Document, yes/no.",
+    description="Qwen3-Reranker (text): '<Instruct>: …\\n<Query>: …\\n<Document>: …', an empty think block, yes/no.",
 )
 
 MONOQWEN2_VL = PointwiseTemplate(
@@ -137,7 +150,7 @@ RETLLM = PointwiseTemplate(
     description="RetLLM-style: query, candidate, a True/False question.",
 )
 
-BUILTIN_TEMPLATES: dict[str, PointwiseTemplate] = {t.name: t for t in (QWEN3_VL_RERANKER, MONOQWEN2_VL, RETLLM)}
+BUILTIN_TEMPLATES: dict[str, PointwiseTemplate] = {t.name: t for t in (QWEN3_VL_RERANKER, QWEN3_RERANKER, MONOQWEN2_VL, RETLLM)}
 DEFAULT_TEMPLATE = QWEN3_VL_RERANKER.name
 
 
@@ -158,6 +171,7 @@ __all__ = [
     "MONOQWEN2_VL",
     "PointwiseTemplate",
     "QUERY_IMAGE",
+    "QWEN3_RERANKER",
     "QWEN3_VL_RERANKER",
     "RETLLM",
     "get_template",

@@ -64,19 +64,19 @@ def _save(model: Any, processor: Any, path: Path) -> Path:
 
 
 def _idefics3(path: str | Path, *, seed: int, text: dict, vision: dict, image_px: int, scale_factor: int,
-              vocab_size: int | None, overrides: dict[str, Any]) -> Path:
+              vocab_size: int | None, overrides: dict[str, Any], split: int = 0, tokenizer: Any = None) -> Path:
     import torch
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
-    tokenizer = train_bpe_tokenizer(additional_special_tokens=_IDEFICS3_SPECIALS)
+    tokenizer = tokenizer or train_bpe_tokenizer(additional_special_tokens=_IDEFICS3_SPECIALS)
     tokenizer.chat_template = IDEFICS3_CHAT_TEMPLATE
     ids = tokenizer.convert_tokens_to_ids
     spec = _merge({"text_config": text, "vision_config": vision, "scale_factor": scale_factor}, overrides)
     spec["text_config"] = {
         "model_type": "llama",
         "vocab_size": max(vocab_size or 0, len(tokenizer)),
-        "pad_token_id": ids("<pad>"),
+        "pad_token_id": tokenizer.pad_token_id,
         "bos_token_id": ids("<|im_start|>"),
         "eos_token_id": ids("<end_of_utterance>"),
         **spec["text_config"],
@@ -84,9 +84,11 @@ def _idefics3(path: str | Path, *, seed: int, text: dict, vision: dict, image_px
     config = Idefics3Config(image_token_id=ids("<image>"), **spec)
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config).eval()
+    # SmolVLM's processor: images resized to `split` × the encoder's size on the long edge, then
+    # cut into encoder-sized tiles plus a global view (split=0: one view per image).
     image_processor = Idefics3ImageProcessorPil(
-        do_image_splitting=False,
-        size={"longest_edge": image_px},
+        do_image_splitting=split > 0,
+        size={"longest_edge": image_px * max(split, 1)},
         max_image_size={"longest_edge": image_px},
     )
     patches = config.vision_config.image_size // config.vision_config.patch_size
@@ -99,10 +101,12 @@ def _idefics3(path: str | Path, *, seed: int, text: dict, vision: dict, image_px
     return _save(model, processor, Path(path))
 
 
-def build_tiny_idefics3(path: str | Path, *, seed: int = 0, **overrides: Any) -> Path:
-    """A tiny Idefics3 (SmolVLM-style): 32-px images, 4 image tokens, a 2-layer Llama text model."""
+def build_tiny_idefics3(path: str | Path, *, seed: int = 0, split: int = 0, **overrides: Any) -> Path:
+    """A tiny Idefics3 (SmolVLM-style): 32-px images, 4 image tokens, a 2-layer Llama text model.
+    ``split=2`` splits images as SmolVLM does (64-px long edge: up to 2×2 tiles + a global view)."""
     return _idefics3(
         path,
+        split=split,
         seed=seed,
         text={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
               "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 1024,
@@ -116,14 +120,18 @@ def build_tiny_idefics3(path: str | Path, *, seed: int = 0, **overrides: Any) ->
     )
 
 
-def build_smolvlm_256m_random(path: str | Path, *, seed: int = 0, image_size: int = 512, text_layers: int = 30) -> Path:
-    """SmolVLM-256M's shapes with random weights: SmolLM2-135M text, SigLIP-B/16-512 vision, no splitting.
+def build_smolvlm_256m_random(path: str | Path, *, seed: int = 0, image_size: int = 512, text_layers: int = 30,
+                              split: int = 4, tokenizer: Any = None, vision_layers: int = 12) -> Path:
+    """SmolVLM-256M's shapes with random weights: SmolLM2-135M text, SigLIP-B/16-512 vision, and
+    its processor configuration: images resized to ``split`` × ``image_size`` on the long edge and
+    split into tiles plus a global view (``split=0``: one view).
 
-    ``image_size`` / ``text_layers`` shrink it for quick benchmark runs (defaults: the real shapes).
-    Re-running with the same arguments reuses a finished directory.
+    ``image_size`` / ``text_layers`` / ``vision_layers`` shrink it for quick benchmark runs
+    (defaults: the real shapes). ``tokenizer``: use this one (e.g. SmolLM2's real tokenizer with SmolVLM's image tokens)
+    instead of a small trained one. Re-running with the same arguments reuses a finished directory.
     """
     marker = Path(path) / "mm_rag_builder.txt"
-    recipe = repr(("smolvlm-256m", seed, image_size, text_layers))
+    recipe = repr(("smolvlm-256m", seed, image_size, text_layers, split, tokenizer is None, len(tokenizer or ()), vision_layers))
     if marker.is_file() and marker.read_text() == recipe:
         return Path(path)
     built = _idefics3(
@@ -133,12 +141,14 @@ def build_smolvlm_256m_random(path: str | Path, *, seed: int = 0, image_size: in
               "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192,
               "rope_theta": 100000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
               "head_dim": 64},
-        vision={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+        vision={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": vision_layers,
                 "num_attention_heads": 12, "image_size": image_size, "patch_size": 16},
         image_px=image_size,
         scale_factor=4,
         vocab_size=49280,
         overrides={},
+        split=split,
+        tokenizer=tokenizer,
     )
     marker.write_text(recipe)
     return built

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 from haystack import component
 
 from ... import config
-from ...errors import ConfigError
 from ...rerank.pointwise import PointwiseRanker
 from ...scoring.base import RelevanceScorer
-from ...validate import no_unknown
 from .common import decode_options, encode_options, envelope, init_parameters
 from .rerank_common import RerankComponent
 
@@ -27,10 +24,9 @@ class PointwiseReranker(RerankComponent):
     options such as ``template``, ``batch_size``, ``device``, ``dtype``) go to
     :meth:`PointwiseRanker.create`.
 
-    With ``model`` nothing loads at construction: the core is built, and its model loaded, in
-    :meth:`warm_up` (Haystack calls it before a run) or on first use, so a model that cannot load
-    raises ``ModelError`` there. Option names are checked at construction, their values when the
-    core is built.
+    The core is built at construction; with ``model`` nothing is read then (the scorer loads
+    lazily): the model loads in :meth:`warm_up` (Haystack calls it before a run) or on first use,
+    so a model that cannot load raises ``ModelError`` there. Options are checked at construction.
 
     Image documents (``meta["file_path"]`` or an image ``blob``) reach the scorer as image
     candidates. Inputs: ``documents``, ``query`` and/or ``image``, ``top_k``. Output ``documents``:
@@ -47,15 +43,8 @@ class PointwiseReranker(RerankComponent):
         reranker: PointwiseRanker | None = None,
         **options: Any,
     ) -> None:
-        self._model_options: dict[str, Any] | None = None
-        if model is None or scorer is not None or reranker is not None:
-            self._init_core(PointwiseRanker.create(model, scorer=scorer, reranker=reranker, **options))
-            return
-        if not isinstance(model, (str, Path)) or not str(model).strip():
-            raise ConfigError(f"model must be a hub name or a directory, got {model!r}")
-        no_unknown("PointwiseReranker", options, _model_option_names())
-        self._model_options = {"model": str(model), **options}
-        self._init_core(None, lambda: PointwiseRanker.create(model, **options))
+        self._init_core(PointwiseRanker.create(model, scorer=scorer, reranker=reranker, **options))
+        self._model_options = {"model": str(model), **options} if model is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         """Built from ``model``: the model and options as given; otherwise the core reranker's
@@ -70,16 +59,6 @@ class PointwiseReranker(RerankComponent):
         if "reranker" in params:
             return cls(reranker=config.from_dict(params["reranker"]))
         return cls(**decode_options(params))
-
-
-def _model_option_names() -> set[str]:
-    """Keywords :meth:`PointwiseRanker.create` accepts with ``model=`` (read from the signatures
-    of the ranker and its scorer, so nothing is re-declared here)."""
-    from ...scoring.transformers_scorer import TransformersScorer
-
-    ranker = inspect.signature(PointwiseRanker.__init__).parameters
-    scorer = inspect.signature(TransformersScorer.__init__).parameters
-    return (set(ranker) | set(scorer)) - {"self", "scorer", "model_name_or_path"}
 
 
 __all__ = ["PointwiseReranker"]

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from haystack import Document, component
@@ -18,28 +16,21 @@ from .documents import apply_result, check_documents, document_to_candidate, mak
 class RerankComponent:
     """Base of :class:`PointwiseReranker` and :class:`ListwiseReranker` (not a component itself).
 
-    The core reranker is given at construction, or built by ``build`` on first use /
-    :meth:`warm_up` (for cores whose construction loads files).
+    The core reranker is built at construction (cores read no files then; their models load
+    in :meth:`warm_up` or on first use).
     """
 
-    def _init_core(self, ranker: Reranker | None, build: Callable[[], Reranker] | None = None) -> None:
+    def _init_core(self, ranker: Reranker) -> None:
         self._ranker = ranker
-        self._build = build
-        self._build_lock = threading.Lock()
 
     @property
     def reranker(self) -> Reranker:
-        """The framework-free reranker doing the work (built now if it was deferred)."""
-        if self._ranker is None:
-            with self._build_lock:
-                if self._ranker is None:
-                    assert self._build is not None
-                    self._ranker = self._build()
+        """The framework-free reranker doing the work."""
         return self._ranker
 
     def warm_up(self) -> None:
-        """Build the core reranker if deferred and load its model (a ``ModelError`` surfaces here)."""
-        self.reranker.warm_up()
+        """Load the core's model (a ``ModelError`` surfaces here)."""
+        self._ranker.warm_up()
 
     def _prepare(
         self, documents: Any, query: Any, image: Any, top_k: Any
