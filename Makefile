@@ -3,15 +3,19 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: run test bench setup clean
+.PHONY: run test bench setup setup-test clean
 
 setup:
 	@scripts/bootstrap.sh
 
+# also builds llama-cpp-python[server] once per machine (wheel cached) for the remote-server tests
+setup-test:
+	@scripts/bootstrap.sh --test
+
 run: setup
 	$(PY) -m mm_rag_components.cli demo $(ARGS)
 
-test: setup
+test: setup-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -39,6 +39,12 @@ REGISTRY: dict[str, str] = {
     "MultimodalIndex": "index",
     "RetrievalOptions": "retrieval",
     "LlamaIndexGenerator": "integrations.llama_index.generator",
+    "MultimodalAnswerer": "answer",
+    "AnswerPrompt": "answer",
+    "OpenAIChatScorer": "remote.chat_scorer",
+    "RerankEndpointScorer": "remote.rerank_endpoint",
+    "ScoreCache": "scoring.cache",
+    "CachedScorer": "scoring.cache",
     "HaystackChatGenerator": "integrations.haystack.generator",
     "LangChainGenerator": "integrations.langchain.generator",
 }

