@@ -105,6 +105,22 @@ def test_top_n_cuts_and_scores_are_probabilities() -> None:
 
 
 @pytest.mark.parametrize(
+    ("unscored", "expected"),
+    [("last", ["c3", "c1", "c0", "c2", "c4"]), ("keep", ["c3", "c1", "c2", "c0", "c4"])],
+)
+def test_unscored_candidates_go_last_or_keep_their_positions(unscored, expected) -> None:
+    # c2 and c4 have no score (a server listed neither answer): never dropped, never a made-up 0.5
+    table = {"c0": -1.0, "c1": 0.5, "c3": 2.0}
+    ranker = PointwiseRanker.create(scorer=TableScorer(table), unscored=unscored)
+    result = ranker.rerank(QUERY, candidates([0.9, 0.8, 0.7, 0.6, 0.5]))
+    assert [c.id for c in result.candidates] == expected
+    assert result.indices == [int(c.id[1:]) for c in result.candidates]
+    unscored_out = [c for c in result.candidates if c.id in ("c2", "c4")]
+    assert all(c.metadata["rerank_flag"] for c in unscored_out)
+    assert ranker.config()["unscored"] == unscored
+
+
+@pytest.mark.parametrize(
     "build",
     [
         lambda: PointwiseRanker.create(),
@@ -114,6 +130,7 @@ def test_top_n_cuts_and_scores_are_probabilities() -> None:
         lambda: PointwiseRanker(TableScorer({}), top_n=0),
         lambda: PointwiseRanker(TableScorer({}), fusion_weight=math.nan),
         lambda: PointwiseRanker(TableScorer({}), calibration=42),
+        lambda: PointwiseRanker(TableScorer({}), unscored="first"),
         lambda: ListwiseRanker.create(generator=FirstIsBest(), max_new_tokens=3),
         lambda: ListwiseRanker.create(generator=FirstIsBest(), windowsize=3),
         lambda: ListwiseRanker(FirstIsBest(), num_permutations=1.5),

@@ -22,13 +22,15 @@ import numpy as np
 from ..errors import BackendError, ConfigError
 from ..scoring.base import PointScore, RelevanceScorer, ascore, sigmoid
 from ..types import CALIBRATED_SCORE, RERANK_FLAG, RERANK_LOGODDS, RERANK_SCORE, Candidate, Query
-from ..validate import no_unknown, number, positive_int
+from ..validate import no_unknown, number, one_of, positive_int
 from .base import RerankResult, check_query, cut, finite_or_none, join_flags, reranked_copy
 
 logger = logging.getLogger(__name__)
 
 MISSING_RETRIEVAL_SCORE = "missing_retrieval_score"
 INVALID_SCORE = "invalid_score"
+#: Where unscored candidates go: after the scored ones, or at their input positions.
+UNSCORED = ("last", "keep")
 
 
 class Calibrator(Protocol):
@@ -53,6 +55,9 @@ class PointwiseRanker:
     Build it from a ready ``scorer`` or with :meth:`create` (a model name or directory plus
     scorer options). ``top_n`` keeps the best n; ``fusion_weight`` and ``calibration`` as in
     the module docstring (``calibration`` may be a JSON path written by ``Calibration.save``).
+    ``unscored``: where candidates without a score go (a backend that gave no answer
+    log-probabilities, an unreadable image …) — ``"last"`` (default) after every scored one,
+    ``"keep"`` at their input (retrieval) positions, the scored ones sorted around them.
     """
 
     def __init__(
@@ -62,6 +67,7 @@ class PointwiseRanker:
         top_n: int | None = None,
         fusion_weight: float | None = None,
         calibration: Calibrator | str | Path | None = None,
+        unscored: str = "last",
     ) -> None:
         if not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer must have score(query, candidates), got {type(scorer).__name__}")
@@ -69,6 +75,7 @@ class PointwiseRanker:
         self.top_n = positive_int("top_n", top_n, optional=True)
         self.fusion_weight = number("fusion_weight", fusion_weight, optional=True)
         self.calibration = _calibration(calibration)
+        self.unscored = one_of("unscored", unscored, UNSCORED)
 
     @classmethod
     def create(
@@ -92,7 +99,7 @@ class PointwiseRanker:
             if not isinstance(reranker, PointwiseRanker):
                 raise ConfigError(f"reranker must be a PointwiseRanker, got {type(reranker).__name__}")
             return reranker
-        own = {k: options.pop(k) for k in ("top_n", "fusion_weight", "calibration") if k in options}
+        own = {k: options.pop(k) for k in ("top_n", "fusion_weight", "calibration", "unscored") if k in options}
         if scorer is None:
             from ..scoring.transformers_scorer import TransformersScorer
 
@@ -118,6 +125,7 @@ class PointwiseRanker:
             "top_n": self.top_n,
             "fusion_weight": self.fusion_weight,
             "calibration": self.calibration,
+            "unscored": self.unscored,
         }
 
     # ranking -----------------------------------------------------------------------------
@@ -175,11 +183,21 @@ class PointwiseRanker:
             })
         if missing:
             logger.warning("fusion: %d candidate(s) have no finite retrieval score; 0.0 is used (flagged)", missing)
-        # unscorable candidates (log-odds -inf) are kept but ranked last; ties keep input order
-        order = sorted(range(len(candidates)), key=lambda i: (not math.isfinite(logodds[i]), -scores[i], i))
+        order = _order(logodds, scores, self.unscored)
         order = cut(order, self.top_n)
         ranked = [reranked_copy(candidates[i], scores[i], provenance[i]) for i in order]
         return RerankResult(ranked, order, len(candidates), details=[points[i] for i in order])
+
+
+def _order(logodds: list[float], scores: list[float], unscored: str) -> list[int]:
+    """Best first; ties keep input order. Unscored candidates (log-odds -inf) are never dropped:
+    ranked last, or (``"keep"``) left at their input positions."""
+    scored = sorted((i for i, z in enumerate(logodds) if math.isfinite(z)), key=lambda i: (-scores[i], i))
+    rest = [i for i, z in enumerate(logodds) if not math.isfinite(z)]
+    if unscored == "last":
+        return scored + rest
+    fill = iter(scored)
+    return [i if not math.isfinite(logodds[i]) else next(fill) for i in range(len(logodds))]
 
 
 def _logodds(point: PointScore) -> float:
@@ -194,4 +212,4 @@ def _parameters(cls: type) -> list[str]:
     return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
 
-__all__ = ["Calibrator", "INVALID_SCORE", "MISSING_RETRIEVAL_SCORE", "PointwiseRanker"]
+__all__ = ["Calibrator", "INVALID_SCORE", "MISSING_RETRIEVAL_SCORE", "PointwiseRanker", "UNSCORED"]
