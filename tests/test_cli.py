@@ -123,23 +123,23 @@ def test_a_file_where_a_folder_is_expected_is_one_line(tmp_path, capsys):
 
 
 def test_os_errors_at_the_boundary_are_one_line(tmp_path, sample_folder, capsys, monkeypatch):
-    from mm_rag_components import cli
+    from mm_rag_components.cli import store
 
     def refuse(db):
         raise PermissionError(13, "Permission denied", str(tmp_path / "models"))
 
-    monkeypatch.setattr(cli, "_tiny_model", refuse)
+    monkeypatch.setattr(store, "tiny_model", refuse)
     assert main(["ingest", str(sample_folder), "--tiny", "--db", str(tmp_path / "db")]) == 2
     assert _one_error_line(capsys.readouterr().err).endswith("models: Permission denied")
 
 
 def test_unexpected_errors_are_one_line_with_exit_status_1(tmp_path, sample_folder, capsys, monkeypatch):
-    from mm_rag_components import cli
+    from mm_rag_components.cli import store
 
     def bug(db):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli, "_tiny_model", bug)
+    monkeypatch.setattr(store, "tiny_model", bug)
     assert main(["ingest", str(sample_folder), "--tiny", "--db", str(tmp_path / "db")]) == 1
     assert "unexpected RuntimeError: boom" in _one_error_line(capsys.readouterr().err)
 

@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from mm_rag_components import cli
-from mm_rag_components.cli import build_parser, main
+from mm_rag_components.cli import build_parser, common, main, store
 
 CASES = settings(
     max_examples=40,
@@ -53,7 +52,7 @@ def no_model_loads(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was about to load for bad input")
 
-    monkeypatch.setattr(cli, "_choose_model", refuse)
+    monkeypatch.setattr(store, "choose_model", refuse)
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
@@ -183,7 +182,7 @@ def test_unknown_commands_and_options_are_refused(place, command, option):
 @CASES
 @given(command=st.sampled_from(COMMANDS), name=st.text(max_size=40))
 def test_bad_collection_names_are_refused(place, command, name):
-    assume(cli._COLLECTION.match(name) is None or ".." in name)
+    assume(common.COLLECTION_NAME.match(name) is None or ".." in name)
     assert "collection" in refused([*_base(command, place), *_db(place), f"--collection={name}"])
 
 

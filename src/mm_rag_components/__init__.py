@@ -38,6 +38,7 @@ _LAZY: dict[str, str] = {
     "TransformersScorer": "scoring.transformers_scorer",
     "OpenAIChatScorer": "remote",
     "RerankEndpointScorer": "remote",
+    "OpenAIChatGenerator": "remote",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "PointwiseTemplate": "scoring.templates",

@@ -43,6 +43,7 @@ REGISTRY: dict[str, str] = {
     "AnswerPrompt": "answer",
     "OpenAIChatScorer": "remote.chat_scorer",
     "RerankEndpointScorer": "remote.rerank_endpoint",
+    "OpenAIChatGenerator": "remote.chat_generator",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "HaystackChatGenerator": "integrations.haystack.generator",

@@ -1,5 +1,6 @@
 """Scoring through model servers: OpenAI-compatible yes/no log-probabilities
-(:class:`OpenAIChatScorer`), rerank endpoints (:class:`RerankEndpointScorer`), and
+(:class:`OpenAIChatScorer`), rerank endpoints (:class:`RerankEndpointScorer`), an OpenAI-compatible
+chat model as a generator (:class:`OpenAIChatGenerator`: answers, listwise), and
 :func:`parity` — how far a server's scores are from the local :class:`TransformersScorer`'s.
 
 Names resolve lazily; ``httpx`` is the only client library used.
@@ -12,6 +13,7 @@ from .._lazy import lazy_attributes
 _LAZY: dict[str, str] = {
     "OpenAIChatScorer": "chat_scorer",
     "RerankEndpointScorer": "rerank_endpoint",
+    "OpenAIChatGenerator": "chat_generator",
     "RemotePointScore": "answers",
     "RemoteError": "http",
     "JsonClient": "http",

@@ -1,0 +1,272 @@
+"""Question answering over an index: ``query`` with reranking and filtering, ``chat`` in the
+terminal and ``serve`` (the web chat), all on :class:`~mm_rag_components.app.pipeline.QAPipeline`.
+
+Every argument, model spec and the index are checked before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from . import models, store
+from .common import TINY_LABEL, bounded_int, say
+
+#: ``--filter`` keys: the :class:`~mm_rag_components.filters.FilterPolicy` fields and their types.
+FILTER_KEYS: dict[str, type] = {
+    "threshold": float, "max_k": int, "margin": float, "top_p": float, "temperature": float,
+    "min_keep": int, "score_key": str, "on_missing": str,
+}
+
+
+def filter_setting(text: str) -> dict[str, Any]:
+    """An argparse type: ``KEY=VALUE[,KEY=VALUE…]`` of :data:`FILTER_KEYS`, values converted."""
+    settings: dict[str, Any] = {}
+    for item in (part.strip() for part in text.split(",")):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip().replace("-", "_"), raw.strip()
+        if not sep or not raw:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item[:40]!r}")
+        kind = FILTER_KEYS.get(key)
+        if kind is None:
+            raise argparse.ArgumentTypeError(f"unknown filter setting {key[:40]!r}; known: {', '.join(FILTER_KEYS)}")
+        try:
+            settings[key] = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{key} needs {'an integer' if kind is int else 'a number'}, got {raw[:40]!r}") from None
+    return settings
+
+
+@dataclass
+class QAPlan:
+    """What a QA command will build, checked without loading anything."""
+
+    reranker: models.ModelSpec | None = None
+    answer: models.ModelSpec | None = None
+    policy: Any = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tiny(self) -> bool:
+        return any(spec is not None and spec.tiny for spec in (self.reranker, self.answer))
+
+
+def plan(args: argparse.Namespace, *, answer: bool) -> QAPlan:
+    """Check the rerank, filter and answer options (no model loads)."""
+    from ..filters import FilterPolicy
+
+    out = QAPlan()
+    if args.rerank == "none":
+        for option, value in (("--reranker", args.reranker), ("--reranker-model", args.reranker_model)):
+            if value is not None:
+                raise ConfigError(f"{option} needs --rerank pointwise or --rerank listwise")
+    else:
+        out.reranker = models.model_spec("--reranker", args.reranker, args.reranker_model, "--reranker-model")
+    if answer:
+        out.answer = models.model_spec("--answer-model", args.answer_model, args.answer_model_name, "--answer-model-name")
+    if args.text_only_server and not any(spec is not None and spec.kind == "url" for spec in (out.reranker, out.answer)):
+        raise ConfigError("--text-only-server applies to a model named by a server URL (--reranker or --answer-model)")
+    if args.filter:
+        settings: dict[str, Any] = {}
+        for group in args.filter:
+            for key, value in group.items():
+                if key in settings:
+                    raise ConfigError(f"--filter sets {key} twice")
+                settings[key] = value
+        out.policy = FilterPolicy.from_kwargs(**settings)
+    return out
+
+
+def pipeline(args: argparse.Namespace, qa: QAPlan, embedder: str, chroma: Any, modalities: list[str]) -> Any:
+    """Load the embedder, reranker and answerer and put them in a :class:`QAPipeline`."""
+    from ..app.pipeline import QAPipeline
+    from ..retrieval import RetrievalOptions
+
+    reranker = None
+    if qa.reranker is not None:
+        build = models.pointwise_ranker if args.rerank == "pointwise" else models.listwise_ranker
+        reranker = build(qa.reranker, args)
+    answerer = models.answerer(qa.answer, args) if qa.answer is not None else None
+    return QAPipeline(
+        store.index(args, embedder, chroma), retrieval=RetrievalOptions(modalities=modalities, top_k=args.top_k),
+        reranker=reranker, relevance_filter=qa.policy, answerer=answerer,
+    )
+
+
+def _describe(args: argparse.Namespace, qa: QAPlan, embedder: str, tiny_embedder: bool) -> dict[str, Any]:
+    return {
+        "embedder": embedder + (f" {TINY_LABEL}" if tiny_embedder else ""),
+        "rerank": args.rerank,
+        "reranker": qa.reranker.describe() if qa.reranker else None,
+        **({"answer_model": qa.answer.describe()} if qa.answer else {}),
+    }
+
+
+def _prepare(args: argparse.Namespace, *, answer: bool) -> tuple[Any, dict[str, Any], bool]:
+    """(pipeline, model descriptions, any tiny model) after every check."""
+    qa = plan(args, answer=answer)
+    chroma, modalities = store.existing_index(args)
+    embedder, tiny = store.choose_model(args, fallback=False)
+    built = pipeline(args, qa, embedder, chroma, modalities)
+    return built, _describe(args, qa, embedder, tiny), tiny or qa.tiny
+
+
+# --------------------------------------------------------------------------- query
+
+
+def search_query(args: argparse.Namespace, text: str | None, image: str | None) -> int:
+    """``mm-rag query`` with ``--rerank``, ``--filter`` or ``--json``."""
+    from ..types import Query
+
+    qa_pipeline, described, tiny = _prepare(args, answer=False)
+    turn = qa_pipeline.search(Query(text=text, image=image))
+    if args.json:
+        data = turn.to_dict()
+        data.pop("answer", None)
+        data["ranked"] = len(turn.ranked)
+        data["models"] = described
+        data["tiny_models"] = tiny
+        say(json.dumps(data, indent=2, ensure_ascii=False))
+        return 0
+    for note in turn.notes:
+        say(f"note: {note}")
+    say(f"reranker: {args.rerank + ', ' + described['reranker'] if described['reranker'] else 'none'}" + (f"  (filter kept {len(turn.kept)} of {len(turn.ranked)})" if args.filter else ""))
+    for rank, c in enumerate(turn.kept, start=1):
+        say(f"  {rank:>2}. [{c.modality:5}] {c.score:+.3f}  {_scores(c)}  {_where(c)}")
+    for dropped in turn.dropped:
+        c = dropped.candidate
+        say(f"   -  [{c.modality:5}] {c.score:+.3f}  {_scores(c)}  {_where(c)}  (dropped: {dropped.reason})")
+    if not turn.ranked:
+        say("no matches")
+    if tiny:
+        say(f"  {TINY_LABEL}")
+    return 0
+
+
+def _scores(c: Any) -> str:
+    meta = c.metadata
+    parts = [f"{label} {meta[key]:.3f}" for key, label in (("retrieval_score", "retrieval"), ("rerank_score", "rerank"),
+                                                          ("listwise_score", "listwise")) if isinstance(meta.get(key), (int, float))]
+    return "  ".join(parts)
+
+
+def _where(c: Any) -> str:
+    return c.image_path if c.modality == "image" else (c.text or "").replace("\n", " ")[:70]
+
+
+# --------------------------------------------------------------------------- chat and serve
+
+
+def _header(described: dict[str, Any], tiny: bool) -> None:
+    """Which models answer (tiny ones flagged), before the first question."""
+    say(f"embedder: {described['embedder']}")
+    rerank = described["rerank"]
+    say(f"reranker: {'none' if rerank == 'none' else rerank + ', ' + described['reranker']}")
+    say(f"answer model: {described['answer_model']}")
+    if tiny:
+        say("note: tiny random-weight test models are in use (offline smoke test): answers and rankings are NOT meaningful")
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Answer questions typed on stdin; ``/image PATH`` attaches an image to the next one."""
+    from ..app.pipeline import Conversation
+    from ..app.terminal import run_chat
+
+    qa_pipeline, described, tiny = _prepare(args, answer=True)
+    _header(described, tiny)
+    qa_pipeline.warm_up()
+    answered = run_chat(Conversation(qa_pipeline, max_exchanges=args.history), sys.stdin, sys.stdout)
+    say(f"({answered} question{'' if answered == 1 else 's'} answered)")
+    return 0
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse an address that cannot be listened on (before any model loads)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"--bind {host}: not an address of this machine ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the web chat on ``--bind``:``--http-port`` until interrupted."""
+    from ..app.web import serve
+
+    check_listen(args.bind, args.http_port)
+    qa_pipeline, described, tiny = _prepare(args, answer=True)
+    _header(described, tiny)
+    if not _loopback(args.bind):
+        say(f"note: listening on {args.bind}: anyone who reaches this address can ask questions and see the indexed images")
+    qa_pipeline.warm_up()
+    note = f"Tiny random-weight test models: answers are NOT meaningful. {TINY_LABEL}" if tiny else ""
+    serve(qa_pipeline, host=args.bind, port=args.http_port, note=note,
+          on_ready=lambda url: say(f"serving the chat on {url} (Ctrl-C to stop)"))
+    return 0
+
+
+# --------------------------------------------------------------------------- options
+
+
+def add_query_options(parser: argparse.ArgumentParser) -> None:
+    """``query``'s reranking, filtering and JSON options (query text and --image are its own)."""
+    models.add_model_options(parser, answer=False)
+    _add_filter(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as JSON: kept and dropped candidates with their scores and drop reasons")
+
+
+def add_chat_options(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("Type a question and press Enter: the answer streams in, then its numbered sources with their retrieval "
+                     "and rerank scores (* = cited) and what the filter dropped. /image PATH attaches an image to the next "
+                     "question, /reset forgets the conversation, /quit (or end of input) leaves.")
+    _add_qa_options(parser)
+
+
+def _add_qa_options(parser: argparse.ArgumentParser) -> None:
+    models.add_model_options(parser, answer=True)
+    _add_filter(parser)
+    parser.add_argument("--history", type=bounded_int(1, 1000), default=20, metavar="N",
+                        help="earlier exchanges remembered for follow-up questions (default 20)")
+
+
+def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("Open the printed address in a browser: a question box with an optional image upload, the streamed "
+                     "answer, its sources (thumbnails, scores) and the filter's drops. Ctrl-C stops the server.")
+    _add_qa_options(parser)
+    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                        help="address the web chat listens on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    parser.add_argument("--http-port", type=bounded_int(1, 65535), default=8765, metavar="PORT",
+                        help="port of the web chat (default 8765; --port is the Chroma server's)")
+
+
+def _add_filter(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--filter", type=filter_setting, action="append", metavar="KEY=VALUE[,KEY=VALUE]",
+        help="relevance filter after reranking (or on retrieval scores without --rerank), repeatable: "
+             "threshold=T, max_k=K, margin=M, top_p=P, temperature=T, min_keep=K, score_key=rerank_score|retrieval_score|…, "
+             "on_missing=drop|keep|error; e.g. --filter threshold=0.5,min_keep=1",
+    )
+
+
+__all__ = ["FILTER_KEYS", "add_chat_options", "add_query_options", "add_serve_options", "check_listen", "cmd_chat",
+           "cmd_serve", "filter_setting", "plan", "search_query"]

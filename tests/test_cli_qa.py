@@ -1,0 +1,342 @@
+"""``mm-rag query --rerank/--filter/--json``, ``chat``, ``serve``, and ``eval``/``parity`` through
+``mm-rag``: tiny offline models, and URL model specs routed to a fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from remote_support import chat_reply, free_port
+
+from mm_rag_components.cli import TINY_LABEL, build_parser, main, models, store
+
+ANSWER = ("The red one ", "is ", "[1].")
+
+
+class FakeOpenAI:
+    """An OpenAI-compatible server on 127.0.0.1: yes/no log-probabilities for pointwise requests,
+    ``ANSWER`` streamed as server-sent events for ``stream: true``, else ``ranking`` as one answer."""
+
+    def __init__(self, ranking: str = '{"ranking": [4, 3, 2, 1]}') -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"  # the body ends when the connection closes (streams too)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                server.requests.append(body)
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(200)
+                if body.get("stream"):
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for piece in ANSWER:
+                        event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
+                        self.wfile.write(f": keep-alive\n\ndata: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    return
+                reply = chat_reply({"yes": -0.2, "no": -1.8}) if body.get("logprobs") else {
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ranking}}]}
+                data = json.dumps(reply).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> tuple[Path, str]:
+    """(sample folder, database) ingested with the tiny CLIP, and the tiny VLM built beside it."""
+    from mm_rag_components.testing import write_sample_folder
+
+    root = tmp_path_factory.mktemp("cli-qa")
+    folder = write_sample_folder(root / "data")
+    db = str(root / "state" / "chroma")
+    assert main(["ingest", str(folder), "--tiny", "--db", db]) == 0
+    models.tiny_vlm(db)
+    return folder, db
+
+
+def _json(argv: list[str], capsys) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mm-rag: error: "), err
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- query
+
+
+def test_query_pointwise_with_filter_prints_scores_kept_and_dropped_as_json(indexed, capsys):
+    _, db = indexed
+    base = ["query", "a red circle", "--tiny", "--db", db, "--rerank", "pointwise", "--json"]
+    everything = _json(base, capsys)
+    assert everything["tiny_models"] is True and "tiny" in everything["models"]["reranker"]
+    ranked = everything["kept"]
+    assert everything["dropped"] == [] and len(ranked) == everything["ranked"] == everything["retrieved"] == 8
+    scores = [c["metadata"]["rerank_score"] for c in ranked]
+    assert all(0.0 < s < 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert all(isinstance(c["metadata"]["retrieval_score"], float) for c in ranked)
+
+    top2 = _json([*base, "--filter", "max_k=2"], capsys)
+    assert [c["id"] for c in top2["kept"]] == [c["id"] for c in ranked[:2]]
+    assert {d["reason"] for d in top2["dropped"]} == {"over_max_k"} and len(top2["dropped"]) == 6
+
+    threshold = (scores[2] + scores[3]) / 2  # between the 3rd and 4th score: 3 kept
+    cut = _json([*base, "--filter", f"threshold={threshold}", "--filter", "score_key=rerank_score"], capsys)
+    assert [c["id"] for c in cut["kept"]] == [c["id"] for c in ranked[:3]]
+    assert all(d["reason"] == "below_threshold" and d["metadata"]["rerank_score"] < threshold for d in cut["dropped"])
+
+
+def test_query_pointwise_plain_output_and_filter_without_rerank(indexed, capsys):
+    _, db = indexed
+    capsys.readouterr()
+    assert main(["query", "a red circle", "--tiny", "--db", db, "--rerank", "pointwise", "--filter", "max_k=1"]) == 0
+    out = capsys.readouterr().out
+    assert "reranker: pointwise, tiny random-weight VLM" in out and "(filter kept 1 of 8)" in out
+    assert out.count("(dropped: over_max_k)") == 7 and "rerank 0." in out and "retrieval " in out
+    assert TINY_LABEL in out
+    plain = _json(["query", "a red circle", "--tiny", "--db", db, "--filter", "max_k=3", "--json"], capsys)
+    assert plain["models"]["reranker"] is None and len(plain["kept"]) == 3  # a filter on retrieval scores
+
+
+def test_query_listwise_with_the_tiny_model_keeps_every_candidate(indexed, capsys):
+    _, db = indexed
+    retrieved = _json(["query", "a red circle", "--tiny", "--db", db, "--json"], capsys)
+    listwise = _json(["query", "a red circle", "--tiny", "--db", db, "--rerank", "listwise", "--window", "4", "--json"], capsys)
+    assert sorted(c["id"] for c in listwise["kept"]) == sorted(c["id"] for c in retrieved["kept"])
+    assert all("listwise_rank" in c["metadata"] for c in listwise["kept"])
+
+
+def test_url_reranker_specs_go_to_the_remote_classes(indexed, capsys):
+    _, db = indexed
+    base = ["query", "a red circle", "--tiny", "--db", db, "--modalities", "image", "--top-k", "4", "--json"]
+    retrieved = [c["id"] for c in _json(base, capsys)["kept"]]
+    with FakeOpenAI() as server:
+        pointwise = _json([*base, "--rerank", "pointwise", "--reranker", server.url, "--reranker-model", "judge"], capsys)
+        assert [c["metadata"]["rerank_score"] for c in pointwise["kept"]] == [pytest.approx(0.8320, abs=1e-3)] * 4  # sigmoid(1.6)
+        assert [r["model"] for r in server.requests] == ["judge"] * 4 and all(r["logprobs"] for r in server.requests)
+        assert "judge at http://127.0.0.1" in pointwise["models"]["reranker"]
+        server.requests.clear()
+        listwise = _json([*base, "--rerank", "listwise", "--reranker", server.url, "--reranker-model", "orderer"], capsys)
+        assert [c["id"] for c in listwise["kept"]] == retrieved[::-1]  # the server answered [4, 3, 2, 1]
+        shown = server.requests[0]["messages"][-1]["content"]
+        assert [r["model"] for r in server.requests] == ["orderer"]
+        assert sum(p["type"] == "image_url" and p["image_url"]["url"].startswith("data:image/png;base64,") for p in shown) == 4
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def test_chat_streams_answers_lists_sources_and_takes_images(indexed, capsys, monkeypatch):
+    folder, db = indexed
+    monkeypatch.setenv("MMRAG_API_KEY", "sk-test-key")
+    script = f"a red circle\n/image {folder / 'blue_square.png'}\nand this one?\n/quit\nnever read\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    with FakeOpenAI() as server:
+        capsys.readouterr()
+        assert main(["chat", "--tiny", "--db", db, "--modalities", "image", "--top-k", "3", "--rerank", "pointwise",
+                     "--reranker", server.url, "--reranker-model", "judge", "--answer-model", server.url,
+                     "--answer-model-name", "writer"]) == 0
+    out = capsys.readouterr().out
+    assert "answer model: writer at http://127.0.0.1" in out and "reranker: pointwise, judge at http://127.0.0.1" in out
+    assert "(2 questions answered)" in out
+    assert out.count("assistant> The red one is [1].") == 2
+    assert out.count("*[1] image retrieval ") == 2 and "rerank 0.832" in out  # cited source starred, both scores
+    assert "(image attached:" in out
+    streamed = [r for r in server.requests if r.get("stream")]
+    assert [r["model"] for r in streamed] == ["writer", "writer"]
+    second = streamed[1]["messages"]
+    assert {"role": "assistant", "content": "The red one is [1]."} in second  # the first exchange, for follow-ups
+    images = [p for p in second[-1]["content"] if isinstance(p, dict) and p["type"] == "image_url"]
+    assert len(images) == 4  # three sources and the attached question image
+    assert all(h.get("authorization") == "Bearer sk-test-key" for h in server.headers)
+
+
+def test_chat_with_the_tiny_models_answers_and_flags_them(indexed, capsys, monkeypatch):
+    _, db = indexed
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a red circle\n"))
+    capsys.readouterr()
+    assert main(["chat", "--tiny", "--db", db, "--modalities", "image", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "answer model: tiny random-weight VLM" in out and "NOT meaningful" in out
+    assert "assistant> " in out and "[1] image retrieval " in out and "(1 question answered)" in out
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def test_serve_answers_over_http(indexed, tmp_path):
+    _, db = indexed
+    port = free_port()
+    with FakeOpenAI() as server:
+        command = [sys.executable, "-m", "mm_rag_components.cli", "serve", "--tiny", "--db", db, "--http-port", str(port),
+                   "--answer-model", server.url, "--answer-model-name", "writer", "--modalities", "image"]
+        log = tmp_path / "serve.log"
+        with open(log, "wb") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            page = _wait_for_page(f"http://127.0.0.1:{port}/", process, log)
+            assert "mm-rag chat" in page and "NOT meaningful" in page
+            with httpx.stream("POST", f"http://127.0.0.1:{port}/api/ask", json={"question": "a red circle"}, timeout=60) as reply:
+                events = [json.loads(line) for line in reply.iter_lines() if line]
+            assert [e["event"] for e in events] == ["turn", "token", "token", "token", "done"]
+            assert events[-1]["turn"]["answer"]["text"] == "The red one is [1]." and events[-1]["turn"]["answer"]["cited"] == [1]
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert f"serving the chat on http://127.0.0.1:{port}/" in log.read_text()
+
+
+def _wait_for_page(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mm-rag serve exited with {process.returncode}: {log.read_text()[-1500:]}")
+        try:
+            return httpx.get(url, timeout=2.0).text
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    pytest.fail(f"mm-rag serve did not answer within {timeout} s: {log.read_text()[-1500:]}")
+
+
+# --------------------------------------------------------------------------- eval and parity
+
+
+@pytest.mark.parametrize("command, bad, says", [
+    ("eval", ["eval", "nowhere-dataset", "--out", "{tmp}/out"], "nowhere-dataset"),
+    ("parity", ["parity", "--server", "http://127.0.0.1:9/v1"], "give --model LOCAL_DIR"),
+])
+def test_eval_and_parity_are_mm_rag_commands(command, bad, says, tmp_path, capsys):
+    assert main([command, "--help"]) == 0
+    assert f"usage: mm-rag {command}" in capsys.readouterr().out
+    assert main([w.replace("{tmp}", str(tmp_path)) for w in bad]) == 2
+    assert says in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_command_imports_only_its_own_module():
+    code = ("import sys; from mm_rag_components.cli import main; main(['query', '--help']); "
+            "print(sorted(m for m in ('mm_rag_components.eval.cli', 'mm_rag_components.remote.parity_cli', "
+            "'torch', 'chromadb') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stderr
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture()
+def no_models(monkeypatch):
+    """Bad input must be refused before any model is chosen, built or loaded."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was about to load for bad input")
+
+    for module, name in ((store, "choose_model"), (models, "tiny_vlm"), (models, "pointwise_ranker"),
+                         (models, "listwise_ranker"), (models, "answerer")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+@pytest.fixture(scope="module")
+def busy_port():
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+BAD = [
+    (["query", "x", "--rerank", "bogus"], "invalid choice: 'bogus'"),
+    (["query", "x", "--reranker", "some/model"], "--reranker needs --rerank pointwise or --rerank listwise"),
+    (["query", "x", "--reranker-model", "m"], "--reranker-model needs --rerank"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "http://[::1/v1", "--reranker-model", "m"], "not a valid URL"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "http:///v1", "--reranker-model", "m"], "not a valid server URL"),
+    (["query", "x", "--rerank", "listwise", "--reranker", "ftp://host/v1", "--reranker-model", "m"], "not a valid server URL"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "http://127.0.0.1:1/v1"], "give --reranker-model NAME"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "{tmp}/missing-model/"], "no such directory"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "{tmp}/afile"], "is a file, not a model directory"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "org/not-cached-model"], "is not cached"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "   "], "must not be empty"),
+    (["query", "x", "--rerank", "pointwise", "--reranker", "./m", "--reranker-model", "m"], "applies only when --reranker is a server URL"),
+    (["query", "x", "--filter", "treshold=0.5"], "unknown filter setting 'treshold'"),
+    (["query", "x", "--filter", "threshold"], "expected KEY=VALUE"),
+    (["query", "x", "--filter", "max_k=two"], "max_k needs an integer"),
+    (["query", "x", "--filter", "top_p=2"], "top_p"),
+    (["query", "x", "--filter", "threshold=nan"], "threshold"),
+    (["query", "x", "--filter", "max_k=1", "--filter", "max_k=2"], "--filter sets max_k twice"),
+    (["query", "x", "--rerank", "listwise", "--window", "1"], "--window"),
+    (["query", "x", "--rerank", "pointwise", "--timeout", "0"], "--timeout"),
+    (["query", "x", "--rerank", "pointwise", "--timeout", "nan"], "--timeout"),
+    (["query", "x", "--rerank", "pointwise", "--max-new-tokens", "0"], "--max-new-tokens"),
+    (["chat", "--answer-model", "{tmp}/missing-model"], "no such directory"),
+    (["chat", "--answer-model-name", "writer"], "give --answer-model URL too"),
+    (["chat", "--answer-model", "https://"], "not a valid server URL"),
+    (["chat", "--history", "0"], "--history"),
+    (["chat", "--text-only-server", "--answer-model", "{tmp}"], "--text-only-server applies to a model named by a server URL"),
+    (["chat"], "no Chroma database at"),
+    (["serve", "--http-port", "70000"], "--http-port"),
+    (["serve", "--http-port", "{busy}"], "cannot listen on 127.0.0.1:"),
+    (["serve", "--answer-model", "http://x:99999/v1", "--answer-model-name", "m", "--http-port", "{free}"], "not a valid URL"),
+    (["eval", "--top-n", "0", "--tiny", "--out", "{tmp}/out"], "--top-n must be >= 1"),
+    (["parity", "--pairs", "{tmp}/afile", "--model", "m"], "expected {"),
+]
+
+
+@pytest.mark.parametrize("argv, says", BAD, ids=[" ".join(a)[:60] for a, _ in BAD])
+def test_bad_input_is_one_line_with_exit_status_2(argv, says, tmp_path, capsys, no_models, busy_port):
+    (tmp_path / "afile").write_text("not a model")
+    words = [w.replace("{tmp}", str(tmp_path)).replace("{busy}", str(busy_port)).replace("{free}", str(free_port())) for w in argv]
+    if words[0] not in ("eval", "parity"):
+        words += ["--db", str(tmp_path / "no-db" / "chroma")]
+    assert main(words) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and says in _one_error_line(err)
+    assert not (tmp_path / "no-db").exists()  # refused before anything was created
+
+
+def test_every_command_is_wired_and_documented():
+    from mm_rag_components.cli import COMMANDS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert list(sub.choices) == [c.name for c in COMMANDS]
+    assert {"ingest", "query", "demo", "chat", "serve", "eval", "parity"} <= set(sub.choices)
+    for name in ("chat", "serve"):
+        options = {o for a in sub.choices[name]._actions for o in a.option_strings}
+        assert {"--rerank", "--reranker", "--reranker-model", "--answer-model", "--filter", "--db", "--tiny"} <= options
+    assert "--http-port" in {o for a in sub.choices["serve"]._actions for o in a.option_strings}
