@@ -13,40 +13,20 @@ MockLLM as a chat model (it echoes its prompt); pass your own multimodal LLM in 
 
 from __future__ import annotations
 
-import argparse
-import tempfile
-from pathlib import Path
+from collections.abc import Sequence
 
+from _common import build_index, parse, parser
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
-from mm_rag_components import ClipEmbedder, MultimodalIndex, MultimodalRetriever, PointwiseReranker, RelevanceFilter
+from mm_rag_components import MultimodalRetriever, PointwiseReranker, RelevanceFilter
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--folder", type=Path, help="images and .txt/.md files to index")
-    parser.add_argument("--query", default="a red circle")
-    parser.add_argument("--clip", default="sentence-transformers/clip-ViT-B-32")
-    parser.add_argument("--vlm", default="HuggingFaceTB/SmolVLM-256M-Instruct")
-    parser.add_argument("--db", default=".mm-rag/example-chroma")
-    parser.add_argument("--tiny", action="store_true", help="offline tiny random-weight models")
-    args = parser.parse_args()
-
-    clip, vlm, folder, collection = args.clip, args.vlm, args.folder, "example"
-    if args.tiny:
-        from mm_rag_components.testing import build_tiny_clip, build_tiny_idefics3, write_sample_folder
-
-        work = Path(tempfile.mkdtemp(prefix="mm-rag-example-"))
-        clip, vlm = build_tiny_clip(work / "clip"), build_tiny_idefics3(work / "vlm")
-        folder, collection = folder or write_sample_folder(work / "data"), "example-tiny"
-    if folder is None:
-        parser.error("--folder is required unless --tiny")
-
-    index = MultimodalIndex(args.db, image_embedder=ClipEmbedder(clip), collection=collection)
-    print(index.ingest_folder(folder).summary())
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(parser(__doc__.splitlines()[0], db=".mm-rag/example-chroma", answers=False), argv)
+    index = build_index(args)
     retriever = MultimodalRetriever(index, image_top_k=6, text_top_k=2)
-    reranker = PointwiseReranker(vlm, template="qwen3-vl-reranker", batch_size=8)
+    reranker = PointwiseReranker(args.vlm, template="qwen3-vl-reranker", batch_size=8)
     keep = RelevanceFilter(score_key="rerank_score", max_k=3, min_keep=1)
     llm = MockLLM(max_tokens=32, is_chat_model=True)
     engine = RetrieverQueryEngine.from_args(retriever, llm=llm, multimodal=True, node_postprocessors=[reranker, keep])
