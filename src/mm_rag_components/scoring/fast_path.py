@@ -118,7 +118,8 @@ class FastPath:
                 pos = positions[items[0].index]
                 if pos is not None:
                     extra["position_ids"] = pos[:, None, :shared].to(self.device)
-                cache = self.decoder(inputs_embeds=embeds, use_cache=True, **extra).past_key_values
+                done = self.decoder(inputs_embeds=embeds, use_cache=True, **extra)
+                cache = getattr(done, "cache", None) or done.past_key_values
             order = sorted(items, key=lambda p: len(p.ids))
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
@@ -137,7 +138,7 @@ class FastPath:
                 if cache is not None:
                     batch_cache = copy.deepcopy(cache)
                     batch_cache.batch_repeat_interleave(len(batch))
-                    extra["past_key_values"] = batch_cache
+                    extra[_cache_argument(self.decoder)] = batch_cache
                 hidden = self.decoder(inputs_embeds=embeds, attention_mask=mask, use_cache=cache is not None, **extra).last_hidden_state
                 last = torch.tensor([len(s) - 1 for s in suffixes], device=self.device)
                 values = self.answer(hidden[torch.arange(len(batch), device=self.device), last])
@@ -162,4 +163,12 @@ def _images_within(length: int, item: Prepared, token: int | None) -> int:
     return count
 
 
+def _cache_argument(decoder: Any) -> str:
+    """The decoder's keyword for a KV cache: ``cache`` (transformers ≥ 5.2x), else ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
 __all__ = ["FastPath", "Prepared", "main_rows", "shared_prefix"]
+
