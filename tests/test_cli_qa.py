@@ -160,6 +160,21 @@ def test_url_reranker_specs_go_to_the_remote_classes(indexed, capsys):
         assert sum(p["type"] == "image_url" and p["image_url"]["url"].startswith("data:image/png;base64,") for p in shown) == 4
 
 
+def test_score_cache_makes_the_same_question_free_across_runs(indexed, capsys, tmp_path):
+    _, db = indexed
+    cache = tmp_path / "scores.sqlite"
+    with FakeOpenAI() as server:
+        argv = ["query", "a red circle", "--tiny", "--db", db, "--modalities", "image", "--top-k", "4", "--json",
+                "--rerank", "pointwise", "--reranker", server.url, "--reranker-model", "judge", "--score-cache", str(cache)]
+        first = _json(argv, capsys)
+        assert len(server.requests) == 4
+        second = _json(argv, capsys)  # a new process would read the same file
+        assert len(server.requests) == 4  # nothing scored again
+        assert [c["metadata"]["rerank_score"] for c in second["kept"]] == [c["metadata"]["rerank_score"] for c in first["kept"]]
+        _json([*argv[:1], "a blue square", *argv[2:]], capsys)
+        assert len(server.requests) == 8  # another question is scored
+
+
 # --------------------------------------------------------------------------- chat
 
 

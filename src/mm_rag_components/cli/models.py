@@ -120,14 +120,21 @@ def chat_generator(spec: ModelSpec, args: argparse.Namespace) -> Any:
 
 
 def pointwise_ranker(spec: ModelSpec, args: argparse.Namespace) -> Any:
-    """A :class:`PointwiseRanker` scoring with a server's log-probabilities or a local model."""
+    """A :class:`PointwiseRanker` scoring with a server's log-probabilities or a local model, its
+    scores cached (in memory, or in ``--score-cache`` FILE): a question asked again over the same
+    candidates is not scored again."""
     from ..rerank.pointwise import PointwiseRanker
+    from ..scoring.cache import CachedScorer
 
     if spec.kind == "url":
         from ..remote.chat_scorer import OpenAIChatScorer
 
-        return PointwiseRanker(OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat", timeout=args.timeout))
-    return PointwiseRanker.create(_local(spec, args), **({"device": args.device} if args.device else {}))
+        scorer: Any = OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat", timeout=args.timeout)
+    else:
+        from ..scoring.transformers_scorer import TransformersScorer
+
+        scorer = TransformersScorer(_local(spec, args), **({"device": args.device} if args.device else {}))
+    return PointwiseRanker(CachedScorer(scorer, getattr(args, "score_cache", None)))
 
 
 def listwise_ranker(spec: ModelSpec, args: argparse.Namespace) -> Any:
@@ -161,6 +168,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, answer: bool) -> None:
                             "HuggingFaceTB/SmolVLM-256M-Instruct, or a server that returns log-probabilities; listwise, a chat model")
     group.add_argument("--reranker-model", metavar="NAME",
                        help="with a URL --reranker: the model name the server serves")
+    group.add_argument("--score-cache", metavar="FILE",
+                       help="pointwise: keep scores in this SQLite file, shared across runs and processes (default: in "
+                            "memory for this run); the same question over the same candidates is not scored again")
     group.add_argument("--window", type=bounded_int(2, 100), default=10, metavar="N",
                        help="listwise: candidates shown to the model at once (default 10; windows overlap by half)")
     if answer:
