@@ -187,24 +187,11 @@ def _quiet(verbose: bool) -> None:
         hf_logging.disable_progress_bar()
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (``mm-rag eval: error: ... (see --help)``)."""
-
-    def error(self, message: str) -> Any:
-        raise ConfigError(f"{message} (see '{self.prog} --help')")
-
-
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run (``python -m mm_rag_components.eval.cli``); usage errors exit 2."""
-    parser = add_eval_arguments(_Parser(prog="mm-rag eval", description=(__doc__ or "").splitlines()[0]))
-    try:
-        args = parser.parse_args(argv)
-    except ConfigError as exc:
-        print(f"mm-rag: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except SystemExit as exc:  # --help
-        return exc.code if isinstance(exc.code, int) else 0
-    return cmd_eval(args)
+    """``mm-rag eval ARGS`` (``python -m mm_rag_components.eval.cli``); usage errors exit 2."""
+    from ..cli import main
+
+    return main(["eval", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, MMRagError
+from ..errors import ConfigError
 from .parity import DEFAULT_TOLERANCE, parity
 
 #: Used when no ``--pairs`` file is given: three queries, five short documents each.
@@ -107,17 +107,10 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run; errors are one line on stderr with exit status 2."""
-    parser = add_parity_arguments(argparse.ArgumentParser(prog="mm-rag parity", description=(__doc__ or "").splitlines()[0]))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 0
-    try:
-        return cmd_parity(args)
-    except (MMRagError, OSError) as exc:
-        print(f"mm-rag parity: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+    """``mm-rag parity ARGS``; errors are one line on stderr with exit status 2."""
+    from ..cli import main
+
+    return main(["parity", *(sys.argv[1:] if argv is None else argv)])
 
 
 __all__ = ["SAMPLE_PAIRS", "add_parity_arguments", "cmd_parity", "run"]
