@@ -24,7 +24,7 @@ import httpx
 from ..errors import ConfigError
 from ..rerank.chat import ChatTurn, check_image_format, encode_image
 from ..validate import boolean, positive_int, text
-from .http import JsonClient, RemoteError, env_value, retry_after_seconds
+from .http import RemoteError, extra_body_dict, retry_after_seconds, server_client
 
 PATH = "/chat/completions"
 
@@ -61,15 +61,10 @@ class OpenAIChatGenerator:
         self.temperature = float(temperature)
         self.accepts_images = boolean("accepts_images", accepts_images)
         self.image_format = check_image_format(image_format)
-        if extra_body is not None and not isinstance(extra_body, dict):
-            raise ConfigError(f"extra_body must be a dict or None, got {type(extra_body).__name__}")
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        resolved = env_value(base_url, "MMRAG_BASE_URL", "OPENAI_BASE_URL")
-        if resolved is None:
-            raise ConfigError("no server: pass base_url= or set MMRAG_BASE_URL (or OPENAI_BASE_URL)")
-        self.client = JsonClient(
-            resolved, api_key=env_value(api_key, "MMRAG_API_KEY", "OPENAI_API_KEY"),
+        self.client = server_client(
+            base_url, api_key, url_env=("MMRAG_BASE_URL", "OPENAI_BASE_URL"), key_env=("MMRAG_API_KEY", "OPENAI_API_KEY"),
             timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
         )
         self.base_url = self.client.base_url

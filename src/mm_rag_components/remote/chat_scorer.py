@@ -36,7 +36,7 @@ from ..scoring.templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTe
 from ..types import Candidate, Query
 from ..validate import boolean, integer, one_of, positive_int, text
 from .answers import MISSING_LOGPROBS, REQUEST_FAILED, answer_score, chat_top_logprobs, completion_top_logprobs, failed
-from .http import JsonClient, env_value
+from .http import extra_body_dict, server_client
 from .logprob_requests import LogprobRequests
 from .messages import chat_messages, image_part
 from .raw_prompts import RawPrompts
@@ -103,20 +103,11 @@ class OpenAIChatScorer:
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_format = check_image_format(image_format)
         self.max_concurrency = positive_int("max_concurrency", max_concurrency)
-        if extra_body is not None and not isinstance(extra_body, dict):
-            raise ConfigError(f"extra_body must be a dict or None, got {type(extra_body).__name__}")
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        resolved = env_value(base_url, "MMRAG_BASE_URL", "OPENAI_BASE_URL")
-        if resolved is None:
-            raise ConfigError("no server: pass base_url= or set MMRAG_BASE_URL (or OPENAI_BASE_URL)")
-        self.client = JsonClient(
-            resolved,
-            api_key=env_value(api_key, "MMRAG_API_KEY", "OPENAI_API_KEY"),
-            timeout=timeout,
-            retries=retries,
-            backoff=backoff,
-            max_backoff=max_backoff,
+        self.client = server_client(
+            base_url, api_key, url_env=("MMRAG_BASE_URL", "OPENAI_BASE_URL"), key_env=("MMRAG_API_KEY", "OPENAI_API_KEY"),
+            timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
         )
         self.base_url = self.client.base_url
         self.name = f"{self.model}@{self.base_url}"

@@ -52,6 +52,25 @@ def env_value(argument: str | None, *names: str) -> str | None:
     return None
 
 
+def server_client(
+    base_url: str | None, api_key: str | None, *, url_env: tuple[str, ...], key_env: tuple[str, ...], **options: Any,
+) -> JsonClient:
+    """A :class:`JsonClient` for ``base_url`` (else the first of ``url_env`` that is set), with
+    ``api_key`` (else the first of ``key_env``); ``options``: timeout and retry settings."""
+    resolved = env_value(base_url, *url_env)
+    if resolved is None:
+        others = f" (or {', '.join(url_env[1:])})" if len(url_env) > 1 else ""
+        raise ConfigError(f"no server: pass base_url= or set {url_env[0]}{others}")
+    return JsonClient(resolved, api_key=env_value(api_key, *key_env), **options)
+
+
+def extra_body_dict(extra_body: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of the extra request fields (``None``: none)."""
+    if extra_body is not None and not isinstance(extra_body, dict):
+        raise ConfigError(f"extra_body must be a dict or None, got {type(extra_body).__name__}")
+    return dict(extra_body or {})
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """A ``Retry-After`` header in seconds (delta-seconds or an HTTP date); ``None`` if unusable."""
     if not value:

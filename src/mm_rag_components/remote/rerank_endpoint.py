@@ -30,7 +30,7 @@ from ..types import Candidate, Query
 from ..validate import boolean, one_of, positive_int, text
 from .answers import MISSING_SCORE, REQUEST_FAILED, RemotePointScore, failed, scored
 from .chat_scorer import UNSUPPORTED_MODALITY
-from .http import JsonClient, env_value
+from .http import extra_body_dict, server_client
 from .messages import image_part
 
 logger = logging.getLogger(__name__)
@@ -95,14 +95,12 @@ class RerankEndpointScorer:
         self.image_format = check_image_format(image_format)
         self.batch_size = positive_int("batch_size", batch_size)
         self.max_concurrency = positive_int("max_concurrency", max_concurrency)
-        if extra_body is not None and not isinstance(extra_body, dict):
-            raise ConfigError(f"extra_body must be a dict or None, got {type(extra_body).__name__}")
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        resolved = env_value(base_url, "MMRAG_RERANK_BASE_URL")
-        if resolved is None:
-            raise ConfigError("no server: pass base_url= or set MMRAG_RERANK_BASE_URL")
-        self.client = JsonClient(resolved, api_key=env_value(api_key, "MMRAG_RERANK_API_KEY"), timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self.client = server_client(
+            base_url, api_key, url_env=("MMRAG_RERANK_BASE_URL",), key_env=("MMRAG_RERANK_API_KEY",),
+            timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
+        )
         self.base_url = self.client.base_url
         self.name = f"{self.model or self.api}@{self.base_url}"
 
