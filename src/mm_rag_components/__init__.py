@@ -52,6 +52,8 @@ _LAZY: dict[str, str] = {
     "RerankResult": "rerank",
     "MultimodalAnswerer": "answer",
     "Answer": "answer",
+    "train_reranker": "training",
+    "TrainConfig": "training",
     "retrieve": "retrieval",
     "RetrievalOptions": "retrieval",
 }

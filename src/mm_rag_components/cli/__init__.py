@@ -60,7 +60,8 @@ COMMANDS: tuple[Command, ...] = (
             ".eval.cli", "add_eval_arguments", "cmd_eval"),
     Command("parity", "compare a model server's pointwise scores with the local model's",
             ".remote.parity_cli", "add_parity_arguments", "cmd_parity"),
-    # Command("train", "…", ".training.cli", "add_train_arguments", "cmd_train"),
+    Command("train", "train your own yes/no reranker on your pairs or a captioned folder",
+            ".training.cli", "add_train_arguments", "cmd_train"),
 )
 
 

@@ -153,6 +153,12 @@ class TransformersScorer:
                     self._state = self._load_processor()
         return self._state
 
+    @property
+    def load_options(self) -> dict[str, Any]:
+        """The ``from_pretrained`` keywords this scorer loads with (offline, remote code), so other
+        code loads the same model the same way (e.g. :mod:`mm_rag_components.training`)."""
+        return dict(self._load_kwargs)
+
     def _load_processor(self) -> dict[str, Any]:
         from transformers import AutoConfig
 
