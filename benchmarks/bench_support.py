@@ -97,10 +97,10 @@ def work(scorer: Any, query: Any, candidates: list[Any], cold: bool) -> dict[str
 
 def _views(scorer: Any, layout: Any) -> int:
     """Vision-tower views of one image: Idefics3 tiles + global (64-token blocks), else 1."""
-    per_view = scorer.family.default_expansion() if scorer.family.name == "idefics3" else None
-    if per_view is None:
+    per_view = getattr(getattr(scorer.family, "processor", None), "image_seq_len", None) if scorer.family.name == "idefics3" else None
+    if not per_view:
         return 1
-    return max(1, layout.slots // per_view.count(scorer.image_token_id))
+    return max(1, layout.slots // int(per_view))
 
 
 def crossencoder(scorer: Any, model_dir: Path) -> tuple[Any, str | None]:
