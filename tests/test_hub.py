@@ -189,3 +189,23 @@ def test_bad_repo_ids_are_refused(tmp_path, tiny_clip_dir, bad):
 def test_seeding_a_missing_directory_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is not a model directory"):
         seed_model(tmp_path, "org/m", tmp_path / "missing")
+
+
+@pytest.mark.parametrize("kind", ["scorer", "generator"])
+def test_cached_reranker_loads_by_name_without_retrying_an_unreachable_hub(kind, tmp_path, tiny_vlm_dirs):
+    """With peft installed, transformers' optional adapter lookup ignored local_files_only and
+    retried an unreachable hub for a cached model: every model load passes it on."""
+    import subprocess
+    import sys
+
+    cache = seed_hub_cache(tmp_path / "cache", {"someone/tiny-idefics3": tiny_vlm_dirs["idefics3"]})
+    load = {
+        "scorer": "from mm_rag_components import TransformersScorer as C; m = C('someone/tiny-idefics3'); m.warm_up()",
+        "generator": "from mm_rag_components.rerank.generators import TransformersGenerator as C; m = C('someone/tiny-idefics3'); m.warm_up()",
+    }[kind]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(cache))
+    out = subprocess.run([sys.executable, "-c", load + "; print('loaded')"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "loaded" in out.stdout
+    assert "Retrying" not in out.stderr and "Connection refused" not in out.stderr

@@ -8,8 +8,6 @@ import pytest
 
 from mm_rag_components.errors import MMRagError
 
-pytest.importorskip("torch")
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
@@ -111,7 +109,6 @@ def test_text_model_trains_saves_and_loads(causal, text_pairs, root):
 
 
 def test_lora_is_merged_on_save(causal, text_pairs, root):
-    pytest.importorskip("peft")
     from mm_rag_components.training import train_reranker
 
     config = _config(method="lora", learning_rate=1e-2, epochs=2, lora_r=4)

@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
-
 
 def _args(*argv):
     from mm_rag_components.training.cli import add_train_arguments

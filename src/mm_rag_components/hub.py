@@ -15,7 +15,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from .errors import ModelError
@@ -44,6 +44,15 @@ class ModelLocation:
     @property
     def available(self) -> bool:
         return self.where != "unavailable"
+
+
+def model_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``load_kwargs`` for a model's ``from_pretrained``: with ``local_files_only`` set, also for
+    transformers' optional adapter lookup (``adapter_kwargs``), which does not inherit it and,
+    with peft installed, would ask an unreachable hub and retry."""
+    if load_kwargs.get("local_files_only"):
+        return {**load_kwargs, "adapter_kwargs": {"local_files_only": True}}
+    return dict(load_kwargs)
 
 
 def looks_like_path(name: str) -> bool:
@@ -159,4 +168,4 @@ def ensure_loadable(
     return location
 
 
-__all__ = ["ModelLocation", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path"]
+__all__ = ["ModelLocation", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path", "model_kwargs"]

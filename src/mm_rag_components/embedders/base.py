@@ -139,13 +139,19 @@ class SentenceTransformerEmbedder:
 
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch_dtype(self.dtype)
-        model_kwargs = {"dtype": dtype} if dtype is not None else None
+        offline = bool(self.local_files_only) or location.load_offline
+        # every part is told, not just the top level: with peft installed, transformers' optional
+        # adapter lookup (adapter_kwargs) does not inherit local_files_only, asks the hub and retries
+        parts = {"local_files_only": True} if offline else {}
+        model_kwargs = {**parts, **({"adapter_kwargs": dict(parts)} if offline else {}), **({"dtype": dtype} if dtype is not None else {})} or None
         try:
             return SentenceTransformer(
                 source,
                 device=device,
                 model_kwargs=model_kwargs,
-                local_files_only=bool(self.local_files_only) or location.load_offline,
+                config_kwargs=parts or None,
+                processor_kwargs=parts or None,
+                local_files_only=offline,
                 trust_remote_code=self.trust_remote_code,
             )
         except Exception as exc:  # noqa: BLE001 - every loading failure becomes one plain ModelError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
-from ..hub import ensure_loadable
+from ..hub import ensure_loadable, model_kwargs
 from ..validate import boolean, dtype_name, positive_int, torch_dtype
 from .chat import ChatTurn
 
@@ -111,7 +111,7 @@ class TransformersGenerator:
             processor = loader.from_pretrained(self.model_name, **self._kwargs(), **self.processor_kwargs)
             model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
             model = model_class.from_pretrained(
-                self.model_name, **self._kwargs(), **({"dtype": dtype} if dtype is not None else {}), **self.model_kwargs
+                self.model_name, **model_kwargs(self._kwargs()), **({"dtype": dtype} if dtype is not None else {}), **self.model_kwargs
             )
         except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
             raise ModelError(f"cannot load {self.model_name!r}: {one_line(exc)}") from exc

@@ -207,11 +207,13 @@ class TransformersScorer:
         import torch
         import transformers
 
+        from ..hub import model_kwargs
+
         family = state["family"]
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         loader = getattr(transformers, family.model_class)
         try:
-            model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **self._load_kwargs)
+            model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **model_kwargs(self._load_kwargs))
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"cannot load model {self.model_name_or_path!r}: {one_line(exc)}") from exc
         model.to(device).eval()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
+from ..hub import model_kwargs
 from .config import TrainConfig
 from .data import Example, check_labels, fingerprint
 from .objective import PairEncoder, pair_loss
@@ -80,7 +81,7 @@ def load_trainable(model_path: str | Path, config: TrainConfig) -> tuple[Any, An
                                 max_length=config.max_length, device=config.device or "cpu", fast=False)
     family = scorer.family  # loads tokenizer/processor; a ModelError names the problem
     try:
-        model = getattr(transformers, family.model_class).from_pretrained(str(model_path), dtype=torch.float32, **scorer.load_options)
+        model = getattr(transformers, family.model_class).from_pretrained(str(model_path), dtype=torch.float32, **model_kwargs(scorer.load_options))
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"cannot load model {str(model_path)!r}: {one_line(exc)}") from exc
     model.to(config.device or "cpu")
