@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .data import COLOURS, SHAPES
+from .data import COLOURS, SHAPES, draw_shape
 
 #: Caption patterns; ``{c}`` is the colour, ``{s}`` the shape.
 CAPTION_PATTERNS = (
@@ -35,26 +35,14 @@ def write_captioned_folder(
 
     Each image gets ``captions_per_image`` (1-5) captions. Returns ``folder``.
     """
-    from PIL import Image, ImageDraw
-
     if not 1 <= captions_per_image <= len(CAPTION_PATTERNS):
         raise ValueError(f"captions_per_image must be 1..{len(CAPTION_PATTERNS)}")
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    margin = size // 6
-    box = (margin, margin, size - margin, size - margin)
     lines = []
     for colour in list(COLOURS)[:colours]:
-        rgb = COLOURS[colour]
         for shape in SHAPES[:shapes]:
-            img = Image.new("RGB", (size, size), (255, 255, 255))
-            draw = ImageDraw.Draw(img)
-            if shape == "circle":
-                draw.ellipse(box, fill=rgb)
-            elif shape == "square":
-                draw.rectangle(box, fill=rgb)
-            else:
-                draw.polygon([(size // 2, margin), (size - margin, size - margin), (margin, size - margin)], fill=rgb)
+            img = draw_shape(colour, shape, size)
             name = f"images/{colour}_{shape}.png"
             img.save(folder / name)
             captions = [p.format(c=colour, s=shape) for p in CAPTION_PATTERNS[:captions_per_image]]

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Colours and shapes of the drawn sample images; their names appear in the file names and texts.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -50,28 +51,34 @@ def coco_sample() -> list[CaptionedImage] | None:
     return [CaptionedImage(base / row["image"], tuple(row["captions"])) for row in rows]
 
 
+def draw_shape(colour: str, shape: str, size: int) -> Any:
+    """A ``size``-pixel white PIL image with one ``colour`` (:data:`COLOURS`) ``shape`` (:data:`SHAPES`)."""
+    from PIL import Image, ImageDraw
+
+    rgb = COLOURS[colour]
+    margin = size // 6
+    box = (margin, margin, size - margin, size - margin)
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    if shape == "circle":
+        draw.ellipse(box, fill=rgb)
+    elif shape == "square":
+        draw.rectangle(box, fill=rgb)
+    else:
+        draw.polygon([(size // 2, margin), (size - margin, size - margin), (margin, size - margin)], fill=rgb)
+    return img
+
+
 def write_sample_folder(folder: str | Path, *, size: int = 96) -> Path:
     """Draw one image per colour × shape and write a few text files into ``folder``.
 
     File names say what is drawn (``red_circle.png``), so a demo can check its own answers.
     """
-    from PIL import Image, ImageDraw
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    margin = size // 6
-    box = (margin, margin, size - margin, size - margin)
-    for colour, rgb in COLOURS.items():
+    for colour in COLOURS:
         for shape in SHAPES:
-            img = Image.new("RGB", (size, size), (255, 255, 255))
-            draw = ImageDraw.Draw(img)
-            if shape == "circle":
-                draw.ellipse(box, fill=rgb)
-            elif shape == "square":
-                draw.rectangle(box, fill=rgb)
-            else:
-                draw.polygon([(size // 2, margin), (size - margin, size - margin), (margin, size - margin)], fill=rgb)
-            img.save(folder / f"{colour}_{shape}.png")
+            draw_shape(colour, shape, size).save(folder / f"{colour}_{shape}.png")
     for name, text in _TEXTS.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder
