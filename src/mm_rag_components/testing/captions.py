@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import ConfigError
 from .data import COLOURS, SHAPES, draw_shape
 
 #: Caption patterns; ``{c}`` is the colour, ``{s}`` the shape.
@@ -36,7 +37,7 @@ def write_captioned_folder(
     Each image gets ``captions_per_image`` (1-5) captions. Returns ``folder``.
     """
     if not 1 <= captions_per_image <= len(CAPTION_PATTERNS):
-        raise ValueError(f"captions_per_image must be 1..{len(CAPTION_PATTERNS)}")
+        raise ConfigError(f"captions_per_image must be 1..{len(CAPTION_PATTERNS)}")
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     lines = []
