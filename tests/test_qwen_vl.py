@@ -49,6 +49,10 @@ def card_processor(scorer: TransformersScorer):
     processor.image_token, processor.video_token = "<|image_pad|>", "<|video_pad|>"
     processor.image_token_id = family.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     processor.video_token_id = family.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    # the vision start/end attributes newer Qwen3VLProcessor versions read (as their __init__ sets them)
+    processor.vision_start_token, processor.vision_end_token = "<|vision_start|>", "<|vision_end|>"
+    processor.vision_start_token_id = family.tokenizer.convert_tokens_to_ids("<|vision_start|>")
+    processor.vision_end_token_id = family.tokenizer.convert_tokens_to_ids("<|vision_end|>")
     return processor
 
 
