@@ -24,7 +24,7 @@ import httpx
 from ..errors import ConfigError
 from ..rerank.chat import ChatTurn, check_image_format, encode_image
 from ..validate import boolean, positive_int, text
-from .http import RemoteError, extra_body_dict, retry_after_seconds, server_client
+from .http import RemoteError, extra_body_dict, openai_client, retry_after_seconds
 
 PATH = "/chat/completions"
 
@@ -63,10 +63,7 @@ class OpenAIChatGenerator:
         self.image_format = check_image_format(image_format)
         self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        self.client = server_client(
-            base_url, api_key, url_env=("MMRAG_BASE_URL", "OPENAI_BASE_URL"), key_env=("MMRAG_API_KEY", "OPENAI_API_KEY"),
-            timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
-        )
+        self.client = openai_client(base_url, api_key, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
         self.base_url = self.client.base_url
         self.name = f"{self.model}@{self.base_url}"
         self._stream_client: httpx.Client | None = None

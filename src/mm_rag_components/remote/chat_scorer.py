@@ -36,7 +36,7 @@ from ..scoring.templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTe
 from ..types import Candidate, Query
 from ..validate import boolean, integer, one_of, positive_int, text
 from .answers import MISSING_LOGPROBS, REQUEST_FAILED, answer_score, chat_top_logprobs, completion_top_logprobs, failed
-from .http import extra_body_dict, server_client
+from .http import extra_body_dict, openai_client
 from .logprob_requests import LogprobRequests
 from .messages import chat_messages, image_part
 from .raw_prompts import RawPrompts
@@ -105,10 +105,7 @@ class OpenAIChatScorer:
         self.max_concurrency = positive_int("max_concurrency", max_concurrency)
         self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        self.client = server_client(
-            base_url, api_key, url_env=("MMRAG_BASE_URL", "OPENAI_BASE_URL"), key_env=("MMRAG_API_KEY", "OPENAI_API_KEY"),
-            timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
-        )
+        self.client = openai_client(base_url, api_key, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
         self.base_url = self.client.base_url
         self.name = f"{self.model}@{self.base_url}"
         self.tokenizer_name = tokenizer

@@ -64,6 +64,14 @@ def server_client(
     return JsonClient(resolved, api_key=env_value(api_key, *key_env), **options)
 
 
+def openai_client(base_url: str | None, api_key: str | None, **options: Any) -> JsonClient:
+    """:func:`server_client` for an OpenAI-compatible server: ``MMRAG_BASE_URL`` / ``OPENAI_BASE_URL``
+    and ``MMRAG_API_KEY`` / ``OPENAI_API_KEY`` when not given."""
+    return server_client(
+        base_url, api_key, url_env=("MMRAG_BASE_URL", "OPENAI_BASE_URL"), key_env=("MMRAG_API_KEY", "OPENAI_API_KEY"), **options,
+    )
+
+
 def extra_body_dict(extra_body: dict[str, Any] | None) -> dict[str, Any]:
     """A copy of the extra request fields (``None``: none)."""
     if extra_body is not None and not isinstance(extra_body, dict):
