@@ -355,3 +355,12 @@ def test_every_command_is_wired_and_documented():
         options = {o for a in sub.choices[name]._actions for o in a.option_strings}
         assert {"--rerank", "--reranker", "--reranker-model", "--answer-model", "--filter", "--db", "--tiny"} <= options
     assert "--http-port" in {o for a in sub.choices["serve"]._actions for o in a.option_strings}
+
+
+def test_a_score_cache_that_cannot_be_opened_is_one_line_and_exit_2(indexed, capsys, tmp_path):
+    _, db = indexed
+    capsys.readouterr()
+    status = main(["query", "a red circle", "--tiny", "--db", db, "--rerank", "pointwise", "--score-cache", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert "cannot open the score cache" in _one_error_line(err)
