@@ -152,6 +152,35 @@ def test_raw_mode_sends_the_local_prompt_text(tmp_path_factory):
     assert points[1].flag == UNSUPPORTED_MODALITY and points[1].logodds == -math.inf
 
 
+def test_raw_mode_reads_completions_answered_in_the_chat_layout():
+    from mm_rag_components.remote.answers import completion_top_logprobs
+
+    # llama.cpp's llama-server answers /completions with logprobs.content, like a chat answer
+    chat_layout = chat_reply({" yes": -0.7, " no": -2.2})
+    assert completion_top_logprobs(chat_layout) == [(" yes", -0.7), (" yes", -0.7), (" no", -2.2)]
+    legacy = completion_reply({" yes": -0.7, " no": -2.2})
+    assert sorted(completion_top_logprobs(legacy)) == sorted([(" yes", -0.7), (" no", -2.2), (" yes", -0.7)])
+    assert completion_top_logprobs({"choices": [{"logprobs": {}}]}) is None
+
+
+def test_a_text_only_server_gets_no_images():
+    from mm_rag_components.scoring.base import IMAGE_NOT_SHOWN
+
+    with FakeServer(lambda path, body, headers: Reply(body=chat_reply(GOOD))) as server:
+        s = scorer(server.url, accepts_images=False)
+        captioned = Candidate(id="c", modality="image", image=png_bytes(), text="a red circle")
+        bare = Candidate(id="b", modality="image", image=png_bytes())
+        points = s.score(Query("a red circle", image=png_bytes()), [captioned, bare, *texts("plain text")])
+        only_image = s.score(Query(image=png_bytes()), texts("plain text"))
+    sent = [m for r in server.requests for m in r.body["messages"]]
+    assert all(isinstance(m["content"], str) for m in sent)  # no image part anywhere
+    assert len(server.requests) == 2  # the captioned image (as its text) and the text; the bare image is not sent
+    assert points[0].flag == IMAGE_NOT_SHOWN and math.isfinite(points[0].logodds)
+    assert points[1].flag == UNSUPPORTED_MODALITY and points[1].logodds == -math.inf
+    assert points[2].flag == IMAGE_NOT_SHOWN  # the query's image was left out
+    assert only_image[0].flag == UNSUPPORTED_MODALITY and s.config()["accepts_images"] is False
+
+
 # ----------------------------------------------------------------------------- failure paths
 
 
@@ -274,12 +303,9 @@ def test_async_queries_run_concurrently_within_the_bound():
         return await asyncio.gather(*(s.ascore(Query(f"q{i}"), texts("a", "b", "c")) for i in range(n)))
 
     with FakeServer(respond) as server:
-        start = time.monotonic()
         results = asyncio.run(many(scorer(server.url, max_concurrency=64), 6))
-        elapsed = time.monotonic() - start
         assert all(p.flag is None for r in results for p in r)
-        assert elapsed < 2.5  # 18 requests of 0.3 s each: 5.4 s one after another
-        assert server.max_in_flight >= 6
+        assert server.max_in_flight >= 6  # the six questions' requests overlapped (no wall-clock assertion: load varies)
     with FakeServer(respond) as server:
         asyncio.run(many(scorer(server.url, max_concurrency=3), 4))
         assert server.max_in_flight == 3 and len(server.requests) == 12

@@ -12,8 +12,10 @@ framework LLM (LlamaIndex, Haystack, LangChain) or an OpenAI-compatible server. 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -92,25 +94,89 @@ def read_citations(text: str, n: int) -> tuple[list[int], list[int]]:
 class AnswerStream:
     """Iterate the answer's text as it is generated; :attr:`answer` holds the :class:`Answer` once
     the iteration is over. A generator failing mid-stream ends the stream with the answer flagged
-    ``generator_error`` (what was streamed is kept); a ``ModelError`` is raised."""
+    ``generator_error`` (what was streamed is kept); a ``ModelError`` is raised.
 
-    def __init__(self, pieces: Iterator[str], finish: Callable[[str, str | None], Answer]) -> None:
+    Iterate it with ``for`` (a sync source) or ``async for`` (either: a sync source is read in a
+    worker thread, see :meth:`MultimodalAnswerer.astream`)."""
+
+    def __init__(self, pieces: Iterator[str] | AsyncIterator[str], finish: Callable[[str, str | None], Answer]) -> None:
         self._pieces = pieces
         self._finish = finish
+        self._parts: list[str] = []
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
-        parts: list[str] = []
+        if not isinstance(self._pieces, Iterator):
+            raise ConfigError("this answer streams asynchronously: use `async for`")
         error = None
         try:
             for piece in self._pieces:
-                parts.append(str(piece))
-                yield str(piece)
+                yield self._keep(piece)
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001 - a backend failure ends the stream, flagged
             error = one_line(exc)
-        self.answer = self._finish("".join(parts), error)
+        self.answer = self._finish("".join(self._parts), error)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        pieces = self._pieces if isinstance(self._pieces, AsyncIterator) else threaded(self._pieces)
+        error = None
+        try:
+            async for piece in pieces:
+                yield self._keep(piece)
+        except ModelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a backend failure ends the stream, flagged
+            error = one_line(exc)
+        finally:
+            closing = getattr(pieces, "aclose", None)
+            if closing is not None:
+                await closing()
+        self.answer = self._finish("".join(self._parts), error)
+
+    def _keep(self, piece: object) -> str:
+        text = str(piece)
+        self._parts.append(text)
+        return text
+
+
+async def threaded(pieces: Iterator[str]) -> AsyncIterator[str]:
+    """A sync iterator (a local model streaming) read in a daemon thread, piece by piece, so the
+    event loop never waits on it; leaving early closes it (a local model then stops)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for piece in pieces:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
+            outcome: tuple[str, Any] = ("end", None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading task
+            outcome = ("error", exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if callable(close):
+                close()
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, outcome)
+        except RuntimeError:  # the loop closed: nobody is reading
+            pass
+
+    threading.Thread(target=work, name="mm-rag-stream-reader", daemon=True).start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "piece":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
 
 
 class MultimodalAnswerer:
@@ -169,6 +235,11 @@ class MultimodalAnswerer:
     @property
     def name(self) -> str:
         return str(getattr(self.generator, "name", type(self.generator).__name__))
+
+    @property
+    def remote(self) -> bool:
+        """Whether the generator works on a server (questions may then be answered concurrently)."""
+        return bool(getattr(self.generator, "remote", False))
 
     def warm_up(self) -> None:
         warm = getattr(self.generator, "warm_up", None)
@@ -258,12 +329,26 @@ class MultimodalAnswerer:
         if not sources or not callable(stream):
             answer = self.answer(question, sources, history)
             return AnswerStream(iter([answer.text]), lambda _text, _error: answer)
-        turns = self.messages(question, sources, history)
+        return self._streaming(sources, iter(stream(self.messages(question, sources, history))))
 
+    async def astream(self, question: Query, candidates: Sequence[Candidate], history: Sequence[Exchange] = ()) -> AnswerStream:
+        """Async :meth:`stream` (iterate it with ``async for``): the generator's native
+        ``astream`` when it has one, else its ``stream`` read in a worker thread, else the whole
+        answer at once (:meth:`aanswer`). The prompt (images encoded) is built off the event loop."""
+        sources = self._sources(question, candidates)
+        native = getattr(self.generator, "astream", None)
+        sync = getattr(self.generator, "stream", None)
+        if not sources or not (callable(native) or callable(sync)):
+            answer = await self.aanswer(question, sources, history)
+            return AnswerStream(iter([answer.text]), lambda _text, _error: answer)
+        turns = await in_daemon_thread(lambda: self.messages(question, sources, history))
+        return self._streaming(sources, native(turns) if callable(native) else iter(sync(turns)))  # type: ignore[misc]
+
+    def _streaming(self, sources: list[Candidate], pieces: Iterator[str] | AsyncIterator[str]) -> AnswerStream:
         def finish(text: str, error: str | None) -> Answer:
             return self._finish(sources, text, FLAG_GENERATOR_ERROR if error else None, error)
 
-        return AnswerStream(iter(stream(turns)), finish)
+        return AnswerStream(pieces, finish)
 
 
 __all__ = ["NO_CONTEXT", "Answer", "AnswerPrompt", "AnswerStream", "Exchange", "MultimodalAnswerer", "read_citations"]

@@ -110,9 +110,12 @@ def chat_top_logprobs(answer: Any) -> list[tuple[str, float]] | None:
 
 def completion_top_logprobs(answer: Any) -> list[tuple[str, float]] | None:
     """The same for a legacy completions answer (``choices[0].logprobs.top_logprobs[0]``, a
-    ``{token: logprob}`` mapping, plus the sampled ``tokens[0]``)."""
+    ``{token: logprob}`` mapping, plus the sampled ``tokens[0]``), or one in the chat layout
+    (``logprobs.content``: llama.cpp's ``llama-server`` answers ``/completions`` so)."""
     try:
         logprobs = answer["choices"][0]["logprobs"]
+        if "top_logprobs" not in logprobs and "content" in logprobs:
+            return chat_top_logprobs(answer)
         top = logprobs["top_logprobs"][0]
     except (KeyError, IndexError, TypeError):
         return None

@@ -1,22 +1,24 @@
 """An OpenAI-compatible chat model as a generator: chat turns (text and images) in, text out.
 
 :class:`OpenAIChatGenerator` implements the generator protocol of
-:mod:`~mm_rag_components.rerank.chat` — ``generate``, a native ``agenerate`` and a streaming
-``stream`` — over ``/chat/completions`` of any OpenAI-compatible server (vLLM, llama.cpp,
+:mod:`~mm_rag_components.rerank.chat` — ``generate``, a native ``agenerate`` and streaming
+``stream`` / ``astream`` — over ``/chat/completions`` of any OpenAI-compatible server (vLLM, llama.cpp,
 Ollama, hosted APIs), so it can answer (:class:`~mm_rag_components.answer.MultimodalAnswerer`) and
 rerank listwise (:class:`~mm_rag_components.rerank.listwise.ListwiseRanker`). Images travel as
 ``data:`` URIs. Requests are retried as :mod:`~mm_rag_components.remote.http` says; a stream is
-retried only until its first byte. A server that ignores ``stream: true`` and answers with one
-JSON body is read as a whole.
+retried only until its first piece (a stream that breaks off later is a ``RemoteError``: a retry
+would repeat the answer). A server that ignores ``stream: true`` and answers with one JSON body is
+read as a whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -37,6 +39,9 @@ class OpenAIChatGenerator:
     for text-only models (callers then describe images instead of sending them).
     ``extra_body`` is merged into every request.
     """
+
+    #: The work happens on a server: calls may overlap (the web chat answers questions concurrently).
+    remote = True
 
     def __init__(
         self,
@@ -123,25 +128,62 @@ class OpenAIChatGenerator:
         client = self._client()
         attempt = 0
         while True:
-            retry_in: float | None = None
+            started = False
             try:
                 with client.stream("POST", self.client.url(PATH), json=payload) as response:
-                    status = response.status_code
-                    if status == 429 or status >= 500:
-                        retry_in = self._retry_in(attempt, response.headers.get("Retry-After"), f"HTTP {status} from {PATH}: {_body(response)}")
-                    elif status >= 400:
-                        raise RemoteError(f"HTTP {status} from {PATH}: {_body(response)}", status)
-                    else:
-                        yield from _read_stream(response)
+                    retry_in = self._judge(attempt, response.status_code, response.headers, lambda: _body(response.read()))
+                    if retry_in is None:
+                        for piece in _read_stream(response.headers, response.iter_lines(), response.read):
+                            started = True
+                            yield piece
                         return
-            except httpx.TimeoutException as exc:
-                if not isinstance(exc, httpx.ConnectTimeout):
-                    raise RemoteError(f"no answer from {PATH} within {self.client.timeout:g} s (timeout)") from exc
-                retry_in = self._retry_in(attempt, None, f"cannot reach {self.client.url(PATH)}: {type(exc).__name__}")
-            except httpx.TransportError as exc:
-                retry_in = self._retry_in(attempt, None, f"cannot reach {self.client.url(PATH)}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+            except httpx.HTTPError as exc:
+                retry_in = self._failure(attempt, exc, started)
             time.sleep(retry_in)
             attempt += 1
+
+    async def astream(self, turns: Sequence[ChatTurn]) -> AsyncIterator[str]:
+        """Native async :meth:`stream` (the request is built in a worker thread: images are
+        encoded there, not on the event loop)."""
+        payload = await asyncio.to_thread(self.payload, turns, stream=True)
+        attempt = 0
+        async with self.client.async_client() as client:
+            while True:
+                started = False
+                try:
+                    async with client.stream("POST", self.client.url(PATH), json=payload) as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                        retry_in = self._judge(attempt, response.status_code, response.headers, lambda: _body(response.content))
+                        if retry_in is None:
+                            async for piece in _aread_stream(response):
+                                started = True
+                                yield piece
+                            return
+                except httpx.HTTPError as exc:
+                    retry_in = self._failure(attempt, exc, started)
+                await asyncio.sleep(retry_in)
+                attempt += 1
+
+    def _judge(self, attempt: int, status: int, headers: Any, body: Callable[[], str]) -> float | None:
+        """``None`` for a streamable answer; seconds to wait before retrying a 429/5xx; a
+        :class:`RemoteError` for another error status or when no retry is left."""
+        if status == 429 or status >= 500:
+            return self._retry_in(attempt, headers.get("Retry-After"), f"HTTP {status} from {PATH}: {body()}")
+        if status >= 400:
+            raise RemoteError(f"HTTP {status} from {PATH}: {body()}", status)
+        return None
+
+    def _failure(self, attempt: int, exc: httpx.HTTPError, started: bool) -> float:
+        """Seconds to wait before retrying after a transport failure, or a :class:`RemoteError`:
+        a stream is retried only until its first piece (a retry would repeat the answer)."""
+        if started:
+            raise RemoteError(f"the stream from {PATH} broke off: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}") from exc
+        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+            raise RemoteError(f"no answer from {PATH} within {self.client.timeout:g} s (timeout)") from exc
+        if isinstance(exc, httpx.TransportError):
+            return self._retry_in(attempt, None, f"cannot reach {self.client.url(PATH)}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+        raise RemoteError(f"request to {PATH} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}") from exc
 
     def _retry_in(self, attempt: int, retry_after: str | None, why: str) -> float:
         """Seconds to wait before the next try, or a :class:`RemoteError` when no try is left."""
@@ -179,42 +221,88 @@ def answer_text(answer: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _body(response: httpx.Response) -> str:
-    line = " ".join(response.read().decode("utf-8", "replace").split())
+def _body(raw: bytes) -> str:
+    line = " ".join(raw.decode("utf-8", "replace").split())
     return line if len(line) <= 200 else line[:199] + "…"
 
 
-def _read_stream(response: httpx.Response) -> Iterator[str]:
+def _whole(raw: bytes) -> str:
+    """The text of a plain JSON answer (a server that ignored ``stream: true``)."""
+    try:
+        whole = json.loads(raw)
+    except ValueError:
+        raise RemoteError(f"malformed answer from {PATH}: {raw[:80]!r}") from None
+    return answer_text(whole)
+
+
+def _event(line: str) -> tuple[str | None, str | None]:
+    """(text delta, end) of one server-sent-event line: ``end`` is ``"done"`` for ``[DONE]``,
+    the ``finish_reason`` of a final chunk, else ``None``."""
+    if not line.startswith("data:"):
+        return None, None  # blank separators, comments (": keep-alive"), event names
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return None, "done"
+    try:
+        event = json.loads(data)
+    except ValueError:
+        raise RemoteError(f"malformed stream event from {PATH}: {data[:80]!r}") from None
+    if isinstance(event, dict) and event.get("error"):
+        raise RemoteError(f"the server stopped the stream: {json.dumps(event['error'])[:160]}")
+    try:
+        choice = event["choices"][0]
+        delta = choice.get("delta") or {}
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None, None  # e.g. a final usage-only event
+    piece = delta.get("content") if isinstance(delta, dict) else None
+    finish = choice.get("finish_reason")
+    return (piece if isinstance(piece, str) and piece else None), (str(finish) if finish else None)
+
+
+def _is_event_stream(headers: Any) -> bool:
+    return "text/event-stream" in headers.get("content-type", "")
+
+
+#: A stream that stops before ``[DONE]`` or a ``finish_reason``: the server went away mid-answer.
+CUT_SHORT = f"the stream from {PATH} ended before the answer did (no finish_reason, no [DONE]): did the server stop?"
+
+
+def _read_stream(headers: Any, lines: Iterator[str], read: Callable[[], bytes]) -> Iterator[str]:
     """Text deltas of a server-sent-event stream; a plain JSON answer is read as a whole."""
-    if "text/event-stream" not in response.headers.get("content-type", ""):
-        raw = response.read()
-        try:
-            whole = json.loads(raw)
-        except ValueError:
-            raise RemoteError(f"malformed answer from {PATH}: {raw[:80]!r}") from None
-        content = answer_text(whole)
+    if not _is_event_stream(headers):
+        content = _whole(read())
         if content:
             yield content
         return
-    for line in response.iter_lines():
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": keep-alive"), event names
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise RemoteError(f"malformed stream event from {PATH}: {data[:80]!r}") from None
-        if isinstance(event, dict) and event.get("error"):
-            raise RemoteError(f"the server stopped the stream: {json.dumps(event['error'])[:160]}")
-        try:
-            delta = event["choices"][0].get("delta") or {}
-        except (KeyError, IndexError, TypeError, AttributeError):
-            continue  # e.g. a final usage-only event
-        piece = delta.get("content") if isinstance(delta, dict) else None
-        if isinstance(piece, str) and piece:
+    finished = None
+    for line in lines:
+        piece, end = _event(line)
+        if piece is not None:
             yield piece
+        if end == "done":
+            return
+        finished = finished or end
+    if finished is None:
+        raise RemoteError(CUT_SHORT)
+
+
+async def _aread_stream(response: httpx.Response) -> AsyncIterator[str]:
+    """Async :func:`_read_stream`."""
+    if not _is_event_stream(response.headers):
+        content = _whole(await response.aread())
+        if content:
+            yield content
+        return
+    finished = None
+    async for line in response.aiter_lines():
+        piece, end = _event(line)
+        if piece is not None:
+            yield piece
+        if end == "done":
+            return
+        finished = finished or end
+    if finished is None:
+        raise RemoteError(CUT_SHORT)
 
 
 __all__ = ["OpenAIChatGenerator", "answer_text"]

@@ -30,7 +30,7 @@ from ..errors import BackendError, ConfigError, MediaError
 from ..media import DEFAULT_MAX_PIXELS
 from ..rerank.base import join_flags
 from ..rerank.chat import check_image_format
-from ..scoring.base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
+from ..scoring.base import EMPTY_CANDIDATE, IMAGE_NOT_SHOWN, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
 from ..scoring.prompt_builder import PROMPT_TOO_LONG
 from ..scoring.templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 from ..types import Candidate, Query
@@ -65,7 +65,14 @@ class OpenAIChatScorer:
     there), or a loaded tokenizer. ``answers``: ``"exact"`` answer tokens (raw default) or all ``"variants"`` (chat
     default). ``extra_body`` is merged into every request (e.g. ``{"chat_template_kwargs":
     {"enable_thinking": False}}`` for vLLM). At most ``max_concurrency`` requests are in flight.
+    ``accepts_images=False`` for a server whose model reads text only: images are not sent, a
+    candidate with an image and text is judged on its text (flagged ``image_not_shown``), one with
+    an image alone is left unscored (``unsupported_modality``), and so is every candidate of a
+    query that is only an image.
     """
+
+    #: The work happens on a server: calls may overlap (the web chat answers questions concurrently).
+    remote = True
 
     def __init__(
         self,
@@ -91,8 +98,10 @@ class OpenAIChatScorer:
         max_concurrency: int = 8,
         extra_body: dict[str, Any] | None = None,
         local_files_only: bool | None = None,
+        accepts_images: bool = True,
     ) -> None:
         self.model = text("model", model)
+        self.accepts_images = boolean("accepts_images", accepts_images)
         self.mode = one_of("mode", mode, MODES)
         self.template = get_template(template)
         self.instruction = text("instruction", instruction, optional=True, non_empty=False)
@@ -149,11 +158,13 @@ class OpenAIChatScorer:
             "max_concurrency": self.max_concurrency,
             "extra_body": self.extra_body or None,
             "local_files_only": self.local_files_only,
+            "accepts_images": self.accepts_images,
         }
 
     def cache_identity(self) -> dict[str, Any]:
         """What decides a score (for :class:`~mm_rag_components.scoring.cache.ScoreCache`)."""
-        keep = ("model", "mode", "tokenizer", "gguf_file", "instruction", "answers", "max_length", "image_format", "extra_body")
+        keep = ("model", "mode", "tokenizer", "gguf_file", "instruction", "answers", "max_length", "image_format", "extra_body",
+                "accepts_images")
         return {"server": self.base_url, "template": self.template, **{k: v for k, v in self.config().items() if k in keep}}
 
     @property
@@ -163,7 +174,7 @@ class OpenAIChatScorer:
 
     # preparation -----------------------------------------------------------------------------
     def _query_image(self, query: Query) -> dict[str, Any] | None:
-        if query.image is None:
+        if query.image is None or not self.accepts_images:
             return None
         if self.mode == "raw":
             raise ConfigError("mode='raw' sends text prompts only; an image query needs mode='chat'")
@@ -176,16 +187,27 @@ class OpenAIChatScorer:
         if not isinstance(query, Query):
             raise ConfigError(f"query must be a Query, got {type(query).__name__}")
         query_image = self._query_image(query)
+        blind_query = query.image is not None and not self.accepts_images
+        if blind_query:
+            logger.warning("%s reads text only; the query image is not sent", self.name)
         jobs = []
         for i, candidate in enumerate(candidates):
-            job = _Job(i)
+            job = _Job(i, flag=IMAGE_NOT_SHOWN if blind_query else None)
             jobs.append(job)
             source = candidate.image_source
             if source is None and not candidate.text:
                 job.result = failed(EMPTY_CANDIDATE, "the candidate has neither an image nor text")
                 continue
+            if blind_query and not query.text:
+                job.result = failed(UNSUPPORTED_MODALITY, "the query is only an image and the server's model reads text only")
+                continue
             if source is None and candidate.modality == "image":
-                job.flag = MISSING_IMAGE
+                job.flag = join_flags(job.flag, MISSING_IMAGE)
+            if source is not None and not self.accepts_images:
+                if not candidate.text:
+                    job.result = failed(UNSUPPORTED_MODALITY, "an image without text; the server's model reads text only")
+                    continue
+                job.flag, source = join_flags(job.flag, IMAGE_NOT_SHOWN), None
             if self.prompts is not None:
                 if source is not None:
                     job.result = failed(UNSUPPORTED_MODALITY, "mode='raw' sends text only; use mode='chat' for images")
@@ -260,7 +282,7 @@ class OpenAIChatScorer:
     async def ascore(self, query: Query, candidates: Sequence[Candidate]) -> list[PointScore]:
         """Native async :meth:`score`: at most ``max_concurrency`` requests in flight per event
         loop, across all concurrent calls."""
-        jobs = self._prepare(query, candidates)
+        jobs = await asyncio.to_thread(self._prepare, query, candidates)  # images are encoded off the event loop
         pending = [job for job in jobs if job.result is None]
         if not pending:
             return self._finish(jobs)

@@ -60,6 +60,9 @@ class RerankEndpointScorer:
     ``request_failed`` and the other requests still count. ``extra_body`` is merged into each request.
     """
 
+    #: The work happens on a server: calls may overlap (the web chat answers questions concurrently).
+    remote = True
+
     def __init__(
         self,
         model: str | None = None,

@@ -219,6 +219,11 @@ class ListwiseRanker:
     def name(self) -> str:
         return str(getattr(self.generator, "name", type(self.generator).__name__))
 
+    @property
+    def remote(self) -> bool:
+        """Whether the generator works on a server (questions may then be reranked concurrently)."""
+        return bool(getattr(self.generator, "remote", False))
+
     def warm_up(self) -> None:
         """Load the generator's model now, if it has one (a ``ModelError`` surfaces here)."""
         warm = getattr(self.generator, "warm_up", None)

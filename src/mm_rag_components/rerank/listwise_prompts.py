@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError, MediaError
 from ..media import load_image
+from ..scoring.base import IMAGE_NOT_SHOWN
 from ..types import Candidate, Query
 from .chat import ChatTurn, Part
 
@@ -114,7 +115,7 @@ class PromptEntry:
 
 #: Per-candidate flags for images that could not be shown.
 FLAG_IMAGE_ERROR = "image_error"
-FLAG_IMAGE_NOT_SHOWN = "image_not_shown"
+FLAG_IMAGE_NOT_SHOWN = IMAGE_NOT_SHOWN
 
 
 class PreparedPrompt(NamedTuple):

@@ -113,6 +113,11 @@ class PointwiseRanker:
     def name(self) -> str:
         return str(getattr(self.scorer, "name", type(self.scorer).__name__))
 
+    @property
+    def remote(self) -> bool:
+        """Whether the scorer works on a server (questions may then be reranked concurrently)."""
+        return bool(getattr(self.scorer, "remote", False))
+
     def warm_up(self) -> None:
         """Load the scorer's model now, if it has one."""
         warm = getattr(self.scorer, "warm_up", None)

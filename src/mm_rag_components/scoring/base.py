@@ -17,6 +17,8 @@ TRUNCATED = "truncated"
 EMPTY_CANDIDATE = "empty_candidate"
 #: An image candidate without an image source, scored on its text alone.
 MISSING_IMAGE = "missing_image"
+#: An image the model could not be shown (it reads text only): judged on the text alone.
+IMAGE_NOT_SHOWN = "image_not_shown"
 
 
 @dataclass(frozen=True)
@@ -60,4 +62,4 @@ async def ascore(scorer: RelevanceScorer, query: Query, candidates: Sequence[Can
     return await asyncio.to_thread(scorer.score, query, candidates)
 
 
-__all__ = ["EMPTY_CANDIDATE", "MISSING_IMAGE", "PointScore", "RelevanceScorer", "TRUNCATED", "UNREADABLE_IMAGE", "ascore", "sigmoid"]
+__all__ = ["EMPTY_CANDIDATE", "IMAGE_NOT_SHOWN", "MISSING_IMAGE", "PointScore", "RelevanceScorer", "TRUNCATED", "UNREADABLE_IMAGE", "ascore", "sigmoid"]

@@ -16,6 +16,7 @@ request, a timeout or a bound from partial log-probabilities, which may go diffe
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
@@ -29,12 +30,13 @@ from typing import Any
 
 from ..errors import BackendError, ConfigError, MediaError
 from ..media import content_hash, is_url, load_image_with_hash, read_image_bytes
+from ..sqlite_files import connect
 from ..types import Candidate, ImageSource, Query
 from ..validate import integer
-from .base import MISSING_IMAGE, TRUNCATED, PointScore, RelevanceScorer, ascore
+from .base import IMAGE_NOT_SHOWN, MISSING_IMAGE, TRUNCATED, PointScore, RelevanceScorer, ascore
 
 #: Flags that a clean result may carry (they depend on the input only).
-CACHEABLE_FLAGS = frozenset({TRUNCATED, MISSING_IMAGE})
+CACHEABLE_FLAGS = frozenset({TRUNCATED, MISSING_IMAGE, IMAGE_NOT_SHOWN})
 #: Configuration keys that change speed, not scores: left out of a scorer's identity.
 SPEED_KEYS = frozenset({
     "batch_size", "vision_batch_size", "vision_cache_size", "device", "local_files_only", "fast",
@@ -55,15 +57,7 @@ class ScoreCache:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if self.path is not None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logodds REAL NOT NULL, flag TEXT)")
-            except (OSError, sqlite3.Error) as exc:
-                raise ConfigError(f"cannot open the score cache {self.path}: {exc}") from exc
-            self._db = db
+            self._db = connect(self.path, "score cache", "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, logodds REAL NOT NULL, flag TEXT)")
 
     def config(self) -> dict[str, Any]:
         return {"path": str(self.path) if self.path is not None else None, "max_items": self.max_items}
@@ -230,8 +224,13 @@ class CachedScorer:
         fresh = self.scorer.score(query, [candidates[i] for i in todo]) if todo else []
         return self._store(keys, out, todo, fresh)
 
+    @property
+    def remote(self) -> bool:
+        """Whether the wrapped scorer works on a server (calls may overlap)."""
+        return bool(getattr(self.scorer, "remote", False))
+
     async def ascore(self, query: Query, candidates: Sequence[Candidate]) -> list[PointScore]:
-        keys, out, todo = self._lookup(query, candidates)
+        keys, out, todo = await asyncio.to_thread(self._lookup, query, candidates)  # hashing images: off the loop
         fresh = await ascore(self.scorer, query, [candidates[i] for i in todo]) if todo else []
         return self._store(keys, out, todo, fresh)
 
