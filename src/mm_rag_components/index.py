@@ -26,7 +26,7 @@ from .media import (
     clean_path, clean_text, content_hash, is_url, load_image_with_hash, read_image_bytes, read_regular_file, walk_media,
 )
 from .metadata import clean_metadata, flatten_metadata
-from .store import ChromaStore, make_client, writer_lock
+from .store import ChromaStore, check_hnsw, make_client, writer_lock
 from .types import CHUNK, FILE_NAME, MODALITY, SHA256, SOURCE, Item
 from .validate import boolean, integer, positive_int
 
@@ -57,7 +57,9 @@ class MultimodalIndex:
     that falls back to a plain splitter, noted); ``batch_size`` (sources per window, inputs per
     embedding call); ``max_pixels``; ``max_text_bytes`` / ``max_image_bytes`` (larger files and
     items are skipped; 8 MiB / 64 MiB); ``max_chunks_per_file`` (10,000; noted when cut);
-    ``follow_external_symlinks`` (False: a symlink leaving the ingested folder is skipped).
+    ``follow_external_symlinks`` (False: a symlink leaving the ingested folder is skipped);
+    ``hnsw`` (Chroma HNSW settings for both collections, e.g. ``{"ef_search": 200}``; see
+    :class:`~mm_rag_components.store.ChromaStore`).
 
     Images live in ``<collection>``, texts in ``<collection>-text``. Ingest creates both; reading
     never does: a query on a missing collection raises ``StoreError`` ("ingest first"), on an
@@ -90,6 +92,7 @@ class MultimodalIndex:
         max_chunks_per_file: int = DEFAULT_MAX_CHUNKS_PER_FILE,
         follow_external_symlinks: bool = False,
         telemetry: bool = False,
+        hnsw: Mapping[str, Any] | None = None,
     ) -> None:
         if "image" not in image_embedder.modalities:
             raise ConfigError(f"image_embedder {image_embedder.name!r} cannot embed images")
@@ -108,6 +111,7 @@ class MultimodalIndex:
         self.max_image_bytes = positive_int("max_image_bytes", max_image_bytes)
         self.max_chunks_per_file = positive_int("max_chunks_per_file", max_chunks_per_file)
         self.follow_external_symlinks = boolean("follow_external_symlinks", follow_external_symlinks)
+        self.hnsw = check_hnsw(hnsw) or None
         self._primary_splitter = splitter
         self._guard: GuardedSplitter | None = None
         self.path = None if path is None else str(path)
@@ -135,6 +139,7 @@ class MultimodalIndex:
             "batch_size": self.batch_size, "max_pixels": self.max_pixels, "max_text_bytes": self.max_text_bytes,
             "max_image_bytes": self.max_image_bytes, "max_chunks_per_file": self.max_chunks_per_file,
             "follow_external_symlinks": self.follow_external_symlinks, "telemetry": self.telemetry,
+            "hnsw": None if self.hnsw is None else dict(self.hnsw),
         }
 
     # stores --------------------------------------------------------------------------------
@@ -163,7 +168,9 @@ class MultimodalIndex:
         return self._text_store
 
     def _open(self, name: str, embedder: Embedder) -> ChromaStore:
-        return ChromaStore(self._client, name, embedder_name=embedder.name, dimension=embedder.dimension, create_on_open=False)
+        return ChromaStore(
+            self._client, name, embedder_name=embedder.name, dimension=embedder.dimension, create_on_open=False, hnsw=self.hnsw
+        )
 
     def stores(self) -> list[ChromaStore]:
         return [self.image_store, self.text_store]
