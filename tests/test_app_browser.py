@@ -1,5 +1,6 @@
 """The web chat end to end in a real headless Chromium: ask, upload an image, see the streamed
-answer and its sources.
+answer and its sources; while the model is busy, see your place in line, and a clear message
+when the server refuses a question (HTTP 503).
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them). Outside CI a
 machine without them reports the skip with its reason in the test summary; in CI (``CI`` set) a
@@ -9,14 +10,15 @@ missing browser fails. ``MMRAG_SCREENSHOT=path.png`` saves the page (the README'
 from __future__ import annotations
 
 import os
+import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from app_server import served
 from test_app_frontends import ColourScorer, Streamer
 
 from mm_rag_components import MultimodalIndex
@@ -38,16 +40,8 @@ def _browser_or_reason() -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     from mm_rag_components.app.web import create_app
     from mm_rag_components.testing import write_sample_folder
     from fake_models import ColourShapeEmbedder
@@ -61,18 +55,8 @@ def server(tmp_path_factory):
         relevance_filter=FilterPolicy(score_key="rerank_score", threshold=0.5, min_keep=1),
         answerer=MultimodalAnswerer(Streamer()),
     )
-    port = _free_port()
-    app = create_app(pipeline, note="demo: fake models")
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if uv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/", folder
-    uv.should_exit = True
-    thread.join(10)
+    with served(create_app(pipeline, note="demo: fake models")) as url:
+        yield url + "/", folder
 
 
 @pytest.fixture
@@ -120,3 +104,71 @@ def test_ask_upload_and_see_the_answer_and_its_sources(server, browser) -> None:
     if shot:
         Path(shot).parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(shot)
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    """A web chat over a local (one question at a time) answerer that waits for its gate; 1 in line at most."""
+    from fake_models import ColourShapeEmbedder
+    from test_app_concurrency import GatedWriter
+
+    from mm_rag_components.app.web import create_app
+    from mm_rag_components.testing import write_sample_folder
+
+    root = tmp_path_factory.mktemp("browser-queue")
+    index = MultimodalIndex(root / "db", image_embedder=ColourShapeEmbedder())
+    index.ingest_folder(write_sample_folder(root / "data"))
+    writer = GatedWriter()
+    pipeline = QAPipeline(index, image_top_k=2, modalities=["image"], answerer=MultimodalAnswerer(writer))
+    with served(create_app(pipeline, queue=1)) as url:
+        yield url, writer
+
+
+def _ask_in_background(url: str, question: str) -> threading.Thread:
+    import httpx
+
+    thread = threading.Thread(target=lambda: httpx.post(url + "/api/ask", json={"question": question}, timeout=60), daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for(url: str, key: str, value: int) -> None:
+    import httpx
+
+    for _ in range(500):
+        if httpx.get(url + "/api/health").json()[key] == value:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{key} never reached {value}")
+
+
+def test_a_waiting_user_sees_their_place_in_line_and_a_full_server_says_when_to_come_back(gated, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, writer = gated
+    busy = _ask_in_background(url, "red circle")  # takes the one model
+    _wait_for(url, "running", 1)
+    browser.get(url + "/")
+    browser.find_element(By.ID, "question").send_keys("which one is red")
+    browser.find_element(By.ID, "send").click()
+    answer = lambda: browser.find_element(By.CSS_SELECTOR, ".turn .answer")  # noqa: E731
+    WebDriverWait(browser, 20).until(lambda _: "number 1 in line" in answer().text)
+    assert "waiting" in answer().get_attribute("class")
+    writer.gate.set()
+    WebDriverWait(browser, 30).until(lambda _: browser.find_elements(By.CSS_SELECTOR, ".turn[data-done='true']"))
+    assert answer().text == "It is red [1]." and "waiting" not in answer().get_attribute("class")
+    busy.join(30)
+
+    writer.gate = threading.Event()  # hold the model again, with one user running and one in line
+    held = [_ask_in_background(url, "red circle"), None]
+    _wait_for(url, "running", 1)
+    held[1] = _ask_in_background(url, "blue square")
+    _wait_for(url, "waiting", 1)
+    browser.find_element(By.ID, "question").send_keys("and green?")
+    browser.find_element(By.ID, "send").click()
+    WebDriverWait(browser, 20).until(lambda _: "The server is busy" in browser.find_element(By.CSS_SELECTOR, ".turn .answer").text)
+    assert re.search(r"ask again in \d+ s", browser.find_element(By.CSS_SELECTOR, ".turn .answer").text)
+    writer.gate.set()
+    for thread in held:
+        thread.join(30)

@@ -9,70 +9,16 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from remote_support import chat_reply, free_port
+from fake_openai import FakeOpenAI, echo
+from remote_support import free_port
 
 from mm_rag_components.cli import TINY_LABEL, build_parser, main, models, store
-
-ANSWER = ("The red one ", "is ", "[1].")
-
-
-class FakeOpenAI:
-    """An OpenAI-compatible server on 127.0.0.1: yes/no log-probabilities for pointwise requests,
-    ``ANSWER`` streamed as server-sent events for ``stream: true``, else ``ranking`` as one answer."""
-
-    def __init__(self, ranking: str = '{"ranking": [4, 3, 2, 1]}') -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # the body ends when the connection closes (streams too)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                server.requests.append(body)
-                server.headers.append({k.lower(): v for k, v in self.headers.items()})
-                self.send_response(200)
-                if body.get("stream"):
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.end_headers()
-                    for piece in ANSWER:
-                        event = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-                        self.wfile.write(f": keep-alive\n\ndata: {json.dumps(event)}\n\n".encode())
-                        self.wfile.flush()
-                    self.wfile.write(b"data: [DONE]\n\n")
-                    return
-                reply = chat_reply({"yes": -0.2, "no": -1.8}) if body.get("logprobs") else {
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": ranking}}]}
-                data = json.dumps(reply).encode()
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> FakeOpenAI:
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory) -> tuple[Path, str]:
@@ -238,6 +184,56 @@ def test_serve_answers_over_http(indexed, tmp_path):
     assert f"serving the chat on http://127.0.0.1:{port}/" in log.read_text()
 
 
+def test_serve_with_two_workers_keeps_a_conversation_whichever_worker_answers(indexed, tmp_path):
+    _, db = indexed
+    port = free_port()
+    sessions = tmp_path / "sessions.sqlite"
+    with FakeOpenAI(answer=echo) as server:
+        command = [sys.executable, "-m", "mm_rag_components.cli", "serve", "--tiny", "--db", db, "--http-port", str(port),
+                   "--answer-model", server.url, "--answer-model-name", "writer", "--modalities", "image", "--workers", "2",
+                   "--sessions", str(sessions), "--max-concurrent-questions", "3"]
+        log = tmp_path / "serve.log"
+        with open(log, "wb") as handle:
+            process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            _wait_for_page(f"http://127.0.0.1:{port}/", process, log)
+            session, workers = None, set()
+            for number in range(4):  # a new connection each time: any worker may take it
+                with httpx.stream("POST", f"http://127.0.0.1:{port}/api/ask", timeout=60,
+                                  json={"question": f"a red circle q{number}", "session": session}) as reply:
+                    events = [json.loads(line) for line in reply.iter_lines() if line]
+                    workers.add(reply.headers["x-mm-rag-worker"])
+                session = events[0]["session"]
+                assert events[0]["exchange"] == number + 1
+                assert events[-1]["turn"]["answer"]["text"] == f"Answer to <a red circle q{number}> [1]."
+            health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    last = server.answered()[-1]
+    assert [m["content"] for m in last["messages"][1:-1] if m["role"] == "user"] == [f"a red circle q{k}" for k in range(3)]
+    assert health["capacity"] == 3 and health["mode"] == "concurrent" and str(health["worker"]) != str(process.pid)
+    assert workers and all(w.isdigit() and w != str(process.pid) for w in workers)
+    text = log.read_text()
+    assert "with 2 worker processes" in text and f"sessions: {sessions}" in text
+
+
+def test_serve_refuses_more_than_one_question_at_a_time_with_local_models(indexed, capsys):
+    _, db = indexed
+    capsys.readouterr()
+    status = main(["serve", "--tiny", "--db", db, "--http-port", str(free_port()), "--max-concurrent-questions", "2",
+                   "--answer-model", str(Path(db).parent / "models" / "tiny-idefics3")])
+    assert status == 2 and "local models answer one question at a time" in _one_error_line(capsys.readouterr().err)
+
+
+def test_a_session_file_that_cannot_be_opened_is_refused_before_any_model_loads(indexed, capsys, tmp_path):
+    _, db = indexed
+    (tmp_path / "afile").write_text("x")
+    capsys.readouterr()
+    status = main(["serve", "--tiny", "--db", db, "--http-port", str(free_port()), "--sessions", str(tmp_path / "afile" / "s.sqlite")])
+    assert status == 2 and "cannot open the session store" in _one_error_line(capsys.readouterr().err)
+
+
 def _wait_for_page(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -327,6 +323,14 @@ BAD = [
     (["serve", "--http-port", "70000"], "--http-port"),
     (["serve", "--http-port", "{busy}"], "cannot listen on 127.0.0.1:"),
     (["serve", "--answer-model", "http://x:99999/v1", "--answer-model-name", "m", "--http-port", "{free}"], "not a valid URL"),
+    (["serve", "--max-concurrent-questions", "4", "--http-port", "{free}"], "--max-concurrent-questions needs the reranker and the answer model on servers"),
+    (["serve", "--max-concurrent-questions", "0"], "--max-concurrent-questions"),
+    (["serve", "--queue", "-1"], "--queue"),
+    (["serve", "--workers", "0"], "--workers"),
+    (["serve", "--workers", "65"], "--workers"),
+    (["serve", "--max-sessions", "0"], "--max-sessions"),
+    (["serve", "--session-ttl", "0"], "--session-ttl"),
+    (["serve", "--session-ttl", "inf"], "--session-ttl"),
     (["eval", "--top-n", "0", "--tiny", "--out", "{tmp}/out"], "--top-n must be >= 1"),
     (["parity", "--pairs", "{tmp}/afile", "--model", "m"], "expected {"),
 ]

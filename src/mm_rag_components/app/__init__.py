@@ -9,6 +9,10 @@ _LAZY: dict[str, str] = {
     "QAPipeline": "pipeline",
     "QATurn": "pipeline",
     "Conversation": "pipeline",
+    "SessionStore": "sessions",
+    "Admission": "admission",
+    "ChatService": "web",
+    "create_app": "web",
 }
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

@@ -8,8 +8,12 @@ questions.
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,8 +22,8 @@ from ..errors import ConfigError
 from ..filters import Dropped, FilterPolicy
 from ..index import MultimodalIndex
 from ..rerank.base import Reranker
-from ..retrieval import RetrievalOptions, retrieve
-from ..types import Candidate, Query
+from ..retrieval import RetrievalOptions, RetrievalResult, retrieve
+from ..types import RERANK_FLAG, RERANK_LOGODDS, Candidate, Query
 from ..validate import integer
 
 
@@ -108,31 +112,53 @@ class QAPipeline:
             if callable(warm):
                 warm()
 
+    @property
+    def remote(self) -> bool:
+        """True when the reranker and the answerer (those present) work on servers: questions may
+        then run concurrently (retrieval's embedder is local, quick and safe to share)."""
+        return all(getattr(part, "remote", False) for part in (self.reranker, self.answerer) if part is not None)
+
     def search(self, question: Query | str) -> QATurn:
         """Retrieve, rerank and filter (no answer)."""
-        query = Query(text=question) if isinstance(question, str) else question
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        result = retrieve(self.index, query, self.retrieval)
-        timings["retrieve"] = time.perf_counter() - start
+        query, timings = _query(question), {}
+        with _timed(timings, "retrieve"):
+            result = retrieve(self.index, query, self.retrieval)
         ranked = list(result)
         if self.reranker is not None and ranked:
-            start = time.perf_counter()
-            ranked = self.reranker.rerank(query, ranked).candidates
-            timings["rerank"] = time.perf_counter() - start
+            with _timed(timings, "rerank"):
+                ranked = self.reranker.rerank(query, ranked).candidates
+        return self._turn(query, result, ranked, timings)
+
+    async def asearch(self, question: Query | str) -> QATurn:
+        """Async :meth:`search`: retrieval in a worker thread, the reranker's ``arerank`` (native
+        for servers, with their bounded concurrency)."""
+        query, timings = _query(question), {}
+        with _timed(timings, "retrieve"):
+            result = await asyncio.to_thread(retrieve, self.index, query, self.retrieval)
+        ranked = list(result)
+        if self.reranker is not None and ranked:
+            with _timed(timings, "rerank"):
+                ranked = (await self.reranker.arerank(query, ranked)).candidates
+        return self._turn(query, result, ranked, timings)
+
+    def _turn(self, query: Query, result: RetrievalResult, ranked: list[Candidate], timings: dict[str, float]) -> QATurn:
         kept, dropped = ranked, []
         if self.relevance_filter is not None and ranked:
             filtered = self.relevance_filter.apply(ranked)
             kept, dropped = filtered.kept, filtered.dropped
-        return QATurn(query, list(result), ranked, kept, dropped, timings=timings, notes=list(result.notes))
+        notes = list(result.notes)
+        unscored = Counter(c.metadata.get(RERANK_FLAG) or "no score" for c in ranked if c.metadata.get(RERANK_LOGODDS) == -math.inf)
+        if unscored:
+            why = ", ".join(f"{flag}: {n}" for flag, n in unscored.items())
+            notes.append(f"the reranker could not score {sum(unscored.values())} of {len(ranked)} candidates ({why})")
+        return QATurn(query, list(result), ranked, kept, dropped, timings=timings, notes=notes)
 
     def ask(self, question: Query | str, history: list[Exchange] | tuple[Exchange, ...] = ()) -> QATurn:
         """:meth:`search`, then the answer (needs an ``answerer``)."""
         answerer = self._answerer()
         turn = self.search(question)
-        start = time.perf_counter()
-        turn.answer = answerer.answer(turn.question, turn.kept, history)
-        turn.timings["answer"] = time.perf_counter() - start
+        with _timed(turn.timings, "answer"):
+            turn.answer = answerer.answer(turn.question, turn.kept, history)
         return turn
 
     def ask_stream(
@@ -145,17 +171,43 @@ class QAPipeline:
         stream = answerer.stream(turn.question, turn.kept, history)
         return turn, _filling(turn, stream)
 
+    async def aask_stream(
+        self, question: Query | str, history: list[Exchange] | tuple[Exchange, ...] = ()
+    ) -> tuple[QATurn, AsyncIterator[str]]:
+        """Async :meth:`ask_stream`: iterate the answer with ``async for``."""
+        answerer = self._answerer()
+        turn = await self.asearch(question)
+        stream = await answerer.astream(turn.question, turn.kept, history)
+        return turn, _afilling(turn, stream)
+
     def _answerer(self) -> MultimodalAnswerer:
         if self.answerer is None:
             raise ConfigError("this pipeline has no answerer; pass answerer=MultimodalAnswerer(...)")
         return self.answerer
 
 
-def _filling(turn: QATurn, stream: AnswerStream) -> Iterator[str]:
+def _query(question: Query | str) -> Query:
+    return Query(text=question) if isinstance(question, str) else question
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
     start = time.perf_counter()
-    yield from stream
+    yield
+    timings[stage] = time.perf_counter() - start
+
+
+def _filling(turn: QATurn, stream: AnswerStream) -> Iterator[str]:
+    with _timed(turn.timings, "answer"):
+        yield from stream
     turn.answer = stream.answer
-    turn.timings["answer"] = time.perf_counter() - start
+
+
+async def _afilling(turn: QATurn, stream: AnswerStream) -> AsyncIterator[str]:
+    with _timed(turn.timings, "answer"):
+        async for piece in stream:
+            yield piece
+    turn.answer = stream.answer
 
 
 class Conversation:

@@ -114,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help / --version
         return exc.code if isinstance(exc.code, int) else 0
+    args._argv = argv  # what `mm-rag serve --workers N` hands its workers
     verbose = bool(getattr(args, "verbose", False))
     _configure_logging(verbose)
     try:

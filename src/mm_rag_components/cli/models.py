@@ -129,7 +129,8 @@ def pointwise_ranker(spec: ModelSpec, args: argparse.Namespace) -> Any:
     if spec.kind == "url":
         from ..remote.chat_scorer import OpenAIChatScorer
 
-        scorer: Any = OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat", timeout=args.timeout)
+        scorer: Any = OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat", timeout=args.timeout,
+                                       accepts_images=not args.text_only_server)
     else:
         from ..scoring.transformers_scorer import TransformersScorer
 
@@ -184,7 +185,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, answer: bool) -> None:
     group.add_argument("--timeout", type=positive_seconds, default=60.0, metavar="SECONDS",
                        help="seconds per server request (default 60)")
     group.add_argument("--text-only-server", action="store_true",
-                       help="the server's chat model reads text only: describe images instead of sending them")
+                       help="the server's model reads text only: images are described (answers, listwise) or left out "
+                            "(pointwise: a candidate is judged on its text) instead of sent")
 
 
 __all__ = ["ModelSpec", "add_model_options", "answerer", "chat_generator", "listwise_ranker", "model_spec",

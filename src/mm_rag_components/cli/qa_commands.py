@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from . import models, store
-from .common import TINY_LABEL, bounded_int, say
+from .common import TINY_LABEL, bounded_int, expand, positive_seconds, say
 
 #: ``--filter`` keys: the :class:`~mm_rag_components.filters.FilterPolicy` fields and their types.
 FILTER_KEYS: dict[str, type] = {
@@ -56,6 +58,11 @@ class QAPlan:
     def tiny(self) -> bool:
         return any(spec is not None and spec.tiny for spec in (self.reranker, self.answer))
 
+    @property
+    def remote(self) -> bool:
+        """Every model after retrieval is a server (questions may then run concurrently)."""
+        return all(spec.kind == "url" for spec in (self.reranker, self.answer) if spec is not None)
+
 
 def plan(args: argparse.Namespace, *, answer: bool) -> QAPlan:
     """Check the rerank, filter and answer options (no model loads)."""
@@ -72,6 +79,9 @@ def plan(args: argparse.Namespace, *, answer: bool) -> QAPlan:
         out.answer = models.model_spec("--answer-model", args.answer_model, args.answer_model_name, "--answer-model-name")
     if args.text_only_server and not any(spec is not None and spec.kind == "url" for spec in (out.reranker, out.answer)):
         raise ConfigError("--text-only-server applies to a model named by a server URL (--reranker or --answer-model)")
+    if getattr(args, "max_concurrent_questions", None) not in (None, 1) and not out.remote:
+        raise ConfigError("--max-concurrent-questions needs the reranker and the answer model on servers (URLs): local "
+                          "models answer one question at a time (let more users wait with --queue N)")
     if args.filter:
         settings: dict[str, Any] = {}
         for group in args.filter:
@@ -108,10 +118,13 @@ def _describe(args: argparse.Namespace, qa: QAPlan, embedder: str, tiny_embedder
     }
 
 
-def _prepare(args: argparse.Namespace, *, answer: bool) -> tuple[Any, dict[str, Any], bool]:
-    """(pipeline, model descriptions, any tiny model) after every check."""
+def _prepare(args: argparse.Namespace, *, answer: bool, check: Callable[[], Any] | None = None) -> tuple[Any, dict[str, Any], bool]:
+    """(pipeline, model descriptions, any tiny model) after every check (``check()`` runs last,
+    before any model is built)."""
     qa = plan(args, answer=answer)
     chroma, modalities = store.existing_index(args)
+    if check is not None:
+        check()
     embedder, tiny = store.choose_model(args, fallback=False)
     built = pipeline(args, qa, embedder, chroma, modalities)
     return built, _describe(args, qa, embedder, tiny), tiny or qa.tiny
@@ -208,20 +221,65 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+#: Environment variable carrying ``mm-rag serve``'s arguments to its worker processes.
+WORKER_ARGV = "MM_RAG_SERVE_ARGV"
+
+
+def chat_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``create_app`` options from ``serve``'s arguments (the session store opened here)."""
+    from ..app.sessions import SessionStore
+
+    path = args.sessions
+    if path is None and args.workers > 1:
+        path = str(expand(args.db).parent / "sessions.sqlite")  # the workers must share one
+    sessions = SessionStore(path, max_sessions=args.max_sessions, max_age=args.session_ttl, max_exchanges=args.history)
+    return {"sessions": sessions, "max_concurrent_questions": args.max_concurrent_questions, "queue": args.queue}
+
+
+def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
+    """(web app, model descriptions, any tiny model); the session store is opened before any model."""
+    from ..app.web import create_app
+
+    options: dict[str, Any] = {}
+    qa_pipeline, described, tiny = _prepare(args, answer=True, check=lambda: options.update(chat_options(args)))
+    note = f"Tiny random-weight test models: answers are NOT meaningful. {TINY_LABEL}" if tiny else ""
+    return create_app(qa_pipeline, note=note, **options), described, tiny
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the web chat on ``--bind``:``--http-port`` until interrupted."""
-    from ..app.web import serve
+    """Serve the web chat on ``--bind``:``--http-port`` until interrupted (``--workers`` processes)."""
+    import uvicorn
 
     check_listen(args.bind, args.http_port)
-    qa_pipeline, described, tiny = _prepare(args, answer=True)
+    app, described, tiny = _app(args)
     _header(described, tiny)
+    service = app.state.service
+    say(f"questions: {service.admission.capacity} at a time ({service.status()['mode']}), {service.admission.queue} waiting "
+        f"at most, then HTTP 503; sessions: {service.sessions.path or 'in memory'}")
     if not _loopback(args.bind):
         say(f"note: listening on {args.bind}: anyone who reaches this address can ask questions and see the indexed images")
-    qa_pipeline.warm_up()
-    note = f"Tiny random-weight test models: answers are NOT meaningful. {TINY_LABEL}" if tiny else ""
-    serve(qa_pipeline, host=args.bind, port=args.http_port, note=note,
-          on_ready=lambda url: say(f"serving the chat on {url} (Ctrl-C to stop)"))
+    url = f"http://{args.bind}:{args.http_port}/"
+    if args.workers > 1:
+        os.environ[WORKER_ARGV] = json.dumps(args._argv)
+        say(f"serving the chat on {url} with {args.workers} worker processes (Ctrl-C to stop)")
+        uvicorn.run(f"{__name__}:worker_app", factory=True, host=args.bind, port=args.http_port, workers=args.workers,
+                    log_level="warning")
+        return 0
+    service.pipeline.warm_up()
+    say(f"serving the chat on {url} (Ctrl-C to stop)")
+    uvicorn.Server(uvicorn.Config(app, host=args.bind, port=args.http_port, log_level="warning")).run()
     return 0
+
+
+def worker_app() -> Any:
+    """The web chat of one ``mm-rag serve --workers N`` worker process (its uvicorn factory):
+    the parent's arguments, already checked, from :data:`WORKER_ARGV`; models load here."""
+    from . import build_parser
+
+    args = build_parser({"serve"}).parse_args(json.loads(os.environ[WORKER_ARGV]))
+    app, _, _ = _app(args)
+    app.state.service.pipeline.warm_up()
+    return app
 
 
 # --------------------------------------------------------------------------- options
@@ -250,6 +308,8 @@ def _add_qa_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
+    from ..app.web import DEFAULT_MAX_CONCURRENT_QUESTIONS
+
     parser.epilog = ("Open the printed address in a browser: a question box with an optional image upload, the streamed "
                      "answer, its sources (thumbnails, scores) and the filter's drops. Ctrl-C stops the server.")
     _add_qa_options(parser)
@@ -257,6 +317,25 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
                         help="address the web chat listens on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--http-port", type=bounded_int(1, 65535), default=8765, metavar="PORT",
                         help="port of the web chat (default 8765; --port is the Chroma server's)")
+    many = parser.add_argument_group(
+        "many users", "with a reranker and an answer model on servers, questions run concurrently; with a local model, one at "
+        "a time. Either way up to --queue more wait in line (they see their place) and anyone beyond gets HTTP 503 with Retry-After. "
+        "Bounds are per worker process")
+    many.add_argument("--max-concurrent-questions", type=bounded_int(1, 10_000), metavar="N",
+                      help=f"questions answered at once when the models are servers (default {DEFAULT_MAX_CONCURRENT_QUESTIONS}; "
+                           "local models: 1)")
+    many.add_argument("--queue", type=bounded_int(0, 10_000), metavar="N",
+                      help="questions waiting for a free slot before HTTP 503 (default 0 with servers, 8 with a local model)")
+    many.add_argument("--workers", type=bounded_int(1, 64), default=1, metavar="N",
+                      help="worker processes behind the one port (default 1); each loads its own models, and they share "
+                           "the sessions in a SQLite file (--sessions, default beside --db)")
+    many.add_argument("--sessions", metavar="FILE",
+                      help="keep conversations in this SQLite file (shared by workers, kept across restarts); default: "
+                           "in memory with one worker, DB_PARENT/sessions.sqlite with several")
+    many.add_argument("--max-sessions", type=bounded_int(1, 10_000_000), default=1000, metavar="N",
+                      help="conversations kept (least recently used dropped first; default 1000)")
+    many.add_argument("--session-ttl", type=positive_seconds, default=24 * 3600.0, metavar="SECONDS",
+                      help="a conversation idle this long is forgotten (default 86400: a day)")
 
 
 def _add_filter(parser: argparse.ArgumentParser) -> None:
@@ -268,5 +347,5 @@ def _add_filter(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["FILTER_KEYS", "add_chat_options", "add_query_options", "add_serve_options", "check_listen", "cmd_chat",
-           "cmd_serve", "filter_setting", "plan", "search_query"]
+__all__ = ["FILTER_KEYS", "WORKER_ARGV", "add_chat_options", "add_query_options", "add_serve_options", "chat_options",
+           "check_listen", "cmd_chat", "cmd_serve", "filter_setting", "plan", "search_query", "worker_app"]
