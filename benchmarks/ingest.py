@@ -13,7 +13,6 @@ Usage: python benchmarks/ingest.py [--quick] [--out results.json]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,9 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from figures import write_figures  # noqa: E402
 
 
 def image_folder(tmp: Path, n_images: int) -> Path:
@@ -147,10 +149,7 @@ def main() -> int:
               f"retrieve {query['ours_query_ms']:.2f} ms -> ratio {query['query_ratio']:.2f} (target <= 2)")
     figures = {"ingest_ratio": ingest["ingest_ratio"], "query_ratio": query["query_ratio"], "ingest": ingest, "query": query,
                "model": "CLIP ViT-B/32 dimensions, random weights", "device": "cpu"}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2))
-        print(f"wrote {args.out}")
+    write_figures(args.out, figures)
     return 0
 
 

@@ -39,6 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import bench_support as support  # noqa: E402
+from figures import write_figures  # noqa: E402
 
 #: Below this share of the naive time spent outside the vision tower, no per-token cost (and so no
 #: bound) is estimated: it would be the small difference of two noisy timings.
@@ -231,10 +232,7 @@ def main() -> int:
     figures = {"results": results, "config": {"quick": args.quick, "candidates": n, "split_candidates": n_split, "qwen_candidates": n_qwen,
                "batch_size": args.batch_size, "repeats": args.repeats, "device": "cpu", "threads": torch.get_num_threads(),
                "load_average_end": os.getloadavg()[0], "wall_s": time.time() - started, "targets": TARGETS}}
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2))
-        print(f"wrote {args.out}")
+    write_figures(args.out, figures)
     return 0
 
 

