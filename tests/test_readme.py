@@ -13,7 +13,8 @@
   the test never installs anything) and ``ARGS=--db <tmp>`` so the checkout stays clean.
   ``make test`` is not run: it is what CI runs, and it runs this test (recursion).
 * A block opts out only with a visible marker line ``# readme-test: skip <reason>``; opted-out
-  blocks are listed by ``test_readme_opt_outs_are_listed`` (a skip with the list, shown by -ra).
+  blocks are listed by ``test_readme_opt_outs_are_listed`` (a skip with the list, shown by -ra),
+  and their ``mm-rag`` lines must still parse with the CLI's parser.
 """
 
 from __future__ import annotations
@@ -233,6 +234,28 @@ def test_readme_opt_outs_are_listed(blocks):
     skipped = [f"{b.label()}: {b.skip_reason}" for b in blocks if b.skip_reason is not None]
     if skipped:
         pytest.skip("README blocks opted out with '# readme-test: skip': " + "; ".join(skipped))
+
+
+def test_commands_of_skipped_blocks_parse(blocks):
+    """A block that cannot run here (a server, minutes of work) still names only real options:
+    each of its ``mm-rag`` lines parses with the CLI's own parser."""
+    from mm_rag_components.cli import build_parser
+    from mm_rag_components.cli.common import UsageError
+
+    failures, parsed = [], 0
+    for block in blocks:
+        if block.skip_reason is None:
+            continue
+        for line in _command_lines(block.code):
+            words = _words(line)
+            if words[:1] != ["mm-rag"]:
+                continue
+            parsed += 1
+            try:
+                build_parser({words[1]}).parse_args(words[1:])
+            except (UsageError, SystemExit) as exc:
+                failures.append(f"{block.label()}: `{line.strip()}`: {exc}")
+    assert parsed > 0 and not failures, failures
 
 
 def test_block_parser_finds_fences_markers_and_lines():
