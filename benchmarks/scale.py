@@ -47,7 +47,7 @@ from scale_support import BLOCK, DIM, Data, exact_top_k, records
 from servers import machine, rss_mib, running_chroma
 
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.store import HNSW_CREATION_ONLY, HNSW_MODIFIABLE, check_hnsw
+from mm_rag_components.hnsw import HNSW_CREATION_ONLY, HNSW_MODIFIABLE, check_hnsw
 
 MODES = {"tiny": (10_000, [1_000, 10_000]), "quick": (100_000, [10_000, 100_000]),
          "full": (1_000_000, [10_000, 100_000, 1_000_000])}

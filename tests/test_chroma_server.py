@@ -1,26 +1,18 @@
 """A real Chroma server (`chroma run` on 127.0.0.1) used through HttpClient, then stopped."""
 
 import contextlib
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from fake_models import ColourShapeEmbedder
 
 from mm_rag_components import MultimodalIndex, Query
-from mm_rag_components.errors import StoreError
+from mm_rag_components.errors import BackendError, StoreError
 from mm_rag_components.retrieval import RetrievalOptions, retrieve
 from mm_rag_components.store import make_client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from mm_rag_components.testing.servers import free_port, start_server
 
 
 @contextlib.contextmanager
@@ -29,23 +21,12 @@ def chroma_run(data: Path, log: Path):
     chroma = Path(sys.executable).with_name("chroma")
     assert chroma.exists(), "the chroma CLI ships with chromadb"
     port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chroma server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        proc = start_server([str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)], log,
+                            f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60)
+    except BackendError as exc:
+        pytest.fail(f"chroma server did not start: {exc}")
+    try:
         yield proc, port
     finally:
         proc.terminate()

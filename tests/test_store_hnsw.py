@@ -13,13 +13,8 @@ from fake_models import ColourShapeEmbedder
 
 from mm_rag_components import MultimodalIndex, config
 from mm_rag_components.errors import ConfigError, StoreError
-from mm_rag_components.store import (
-    HNSW_CREATION_ONLY,
-    HNSW_MODIFIABLE,
-    ChromaStore,
-    check_hnsw,
-    make_client,
-)
+from mm_rag_components.hnsw import HNSW_CREATION_ONLY, HNSW_MODIFIABLE, check_hnsw
+from mm_rag_components.store import ChromaStore, make_client
 
 GOOD = {"ef_construction": 64, "max_neighbors": 24, "ef_search": 40, "sync_threshold": 500, "resize_factor": 1.5}
 

@@ -18,7 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 from .errors import ConfigError, ModelError, one_line
 from .rerank.chat import (
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NO_CONTEXT = "no_context"
 _CITATION = re.compile(r"\[(\d{1,4})\]")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ class AnswerStream:
         return text
 
 
-async def threaded(pieces: Iterator[str]) -> AsyncIterator[str]:
+async def threaded(pieces: Iterator[T]) -> AsyncIterator[T]:
     """A sync iterator (a local model streaming) read in a daemon thread, piece by piece, so the
     event loop never waits on it; leaving early closes it (a local model then stops)."""
     loop = asyncio.get_running_loop()

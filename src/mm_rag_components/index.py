@@ -26,7 +26,8 @@ from .media import (
     clean_path, clean_text, content_hash, is_url, load_image_with_hash, read_image_bytes, read_regular_file, walk_media,
 )
 from .metadata import clean_metadata, flatten_metadata
-from .store import ChromaStore, check_hnsw, make_client, writer_lock
+from .hnsw import check_hnsw
+from .store import ChromaStore, make_client, writer_lock
 from .types import CHUNK, FILE_NAME, MODALITY, SHA256, SOURCE, Item
 from .validate import boolean, integer, positive_int
 

@@ -9,9 +9,9 @@ User metadata is stored in Chroma's types by :func:`~mm_rag_components.metadata.
 (rules there). Every record is checked before it is sent (:func:`~mm_rag_components.metadata.check_record`).
 Calls are paged by the client's maximum batch size.
 
-HNSW settings (``hnsw=``, checked by :func:`check_hnsw`) are given to Chroma when it creates the
-collection. On an existing collection the search-time ones (:data:`HNSW_MODIFIABLE`) are updated
-when they differ; a differing build-time one (:data:`HNSW_CREATION_ONLY`) is a ``StoreError``.
+HNSW settings (``hnsw=``, :mod:`~mm_rag_components.hnsw`) are given to Chroma when it creates the
+collection. On an existing collection the search-time ones are updated when they differ; a
+differing build-time one is a ``StoreError``.
 Chroma (1.5) stores an update at once but uses it when it next loads the index: a running server
 or embedded process keeps the index it has loaded (with the old ``ef_search``) until it restarts.
 
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, StoreError
+from .hnsw import check_hnsw, hnsw_update, stored_hnsw
 from .metadata import check_record
-from .validate import integer, number
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ DIMENSION_KEY = "mmrag_dimension"
 _PAGE = 5000
 #: Page size when the client does not say its maximum batch size.
 _DEFAULT_PAGE = 1000
-#: HNSW settings fixed when Chroma builds the index (a new collection is needed to change them).
-HNSW_CREATION_ONLY = ("space", "ef_construction", "max_neighbors")
-#: HNSW settings Chroma lets an existing collection change (``collection.modify``).
-HNSW_MODIFIABLE = ("ef_search", "sync_threshold", "resize_factor")
-#: Accepted by Chroma 1.x but not stored with the collection, so they would silently not apply.
-_HNSW_NOT_STORED = ("num_threads", "batch_size")
-_HNSW_INT_MAX = 2**31 - 1
 WRITER_LOCK_NAME = "mm-rag-writer.lock"
 CONCURRENT_WRITER_WARNING = (
     "another writer ({holder}) holds the embedded Chroma database at {path}: an embedded "
@@ -138,34 +131,6 @@ def writer_lock(client: Any) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def check_hnsw(hnsw: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Chroma HNSW settings as a plain dict, or :class:`ConfigError` naming what is wrong.
-
-    Keys: ``space`` (only ``"cosine"``), ``ef_construction`` (>= 1), ``max_neighbors`` (>= 2),
-    ``ef_search`` (>= 1), ``sync_threshold`` (>= 2) — integers up to 2**31 - 1 — and
-    ``resize_factor`` (a number > 1, at most 10).
-    """
-    if hnsw is None:
-        return {}
-    if not isinstance(hnsw, Mapping):
-        raise ConfigError(f"hnsw must be a mapping of Chroma HNSW settings, got {type(hnsw).__name__}")
-    settings = dict(hnsw)
-    known = (*HNSW_CREATION_ONLY, *HNSW_MODIFIABLE)
-    for key, value in settings.items():
-        if key in _HNSW_NOT_STORED:
-            raise ConfigError(f"hnsw[{key!r}]: Chroma 1.x does not store this setting with a collection, so it would not apply")
-        if key not in known:
-            raise ConfigError(f"hnsw: unknown setting {key!r}; known: {', '.join(known)}")
-        if key == "space":
-            if value != "cosine":
-                raise ConfigError(f"hnsw['space'] must be 'cosine' (the store scores by cosine similarity), got {value!r}")
-        elif key == "resize_factor":
-            number(f"hnsw['{key}']", value, minimum=1.0, exclusive_minimum=True, maximum=10.0)
-        elif integer(f"hnsw['{key}']", value, minimum=2 if key in ("max_neighbors", "sync_threshold") else 1) > _HNSW_INT_MAX:
-            raise ConfigError(f"hnsw[{key!r}] must be <= {_HNSW_INT_MAX}, got {value!r}")
-    return settings
-
-
 def _is_missing(exc: BaseException) -> bool:
     return type(exc).__name__ == "NotFoundError" or "does not exist" in str(exc).lower()
 
@@ -182,7 +147,7 @@ class ChromaStore:
     another embedder or dimension raises :class:`StoreError`; an empty collection that lacks our
     keys is adopted when written to.
 
-    ``hnsw``: Chroma HNSW settings (:func:`check_hnsw`; space is always cosine), used when the
+    ``hnsw``: Chroma HNSW settings (:func:`~mm_rag_components.hnsw.check_hnsw`; space is always cosine), used when the
     collection is created; on an existing one, differing ``ef_search``/``sync_threshold``/
     ``resize_factor`` are updated (Chroma uses them once it reloads the index, e.g. after a
     server restart) and a differing ``ef_construction``/``max_neighbors`` raises :class:`StoreError`.
@@ -261,20 +226,12 @@ class ChromaStore:
     def hnsw_settings(self) -> dict[str, Any]:
         """The HNSW settings Chroma holds for the collection (``{}`` when it does not exist)."""
         handle = self._handle(create=False)
-        return {} if handle is None else dict((handle.configuration_json or {}).get("hnsw") or {})
+        return {} if handle is None else stored_hnsw(handle)
 
     def _apply_hnsw(self, handle: Any) -> None:
         """Reconcile ``self.hnsw`` with an existing collection's stored settings (class doc)."""
-        stored = dict((handle.configuration_json or {}).get("hnsw") or {})
-        differ = {k: v for k, v in self.hnsw.items() if k in stored and stored[k] != v}
-        fixed = {k: v for k, v in differ.items() if k in HNSW_CREATION_ONLY}
-        if fixed:
-            was = ", ".join(f"{k}={stored[k]!r}" for k in fixed)
-            want = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-            raise StoreError(
-                f"collection {self.name!r} was created with HNSW {was}; {want} is fixed when a collection is "
-                "created: use a new collection name (and ingest again) for these settings, or drop them from hnsw="
-            )
+        stored = stored_hnsw(handle)
+        differ = hnsw_update(self.name, self.hnsw, stored)
         if differ:
             logger.info(
                 "Chroma collection %r: updating HNSW %s (was %s); Chroma uses them when it next loads the index "
@@ -441,11 +398,8 @@ class ChromaStore:
 
 __all__ = [
     "CONCURRENT_WRITER_WARNING",
-    "HNSW_CREATION_ONLY",
-    "HNSW_MODIFIABLE",
     "ChromaStore",
     "Hit",
-    "check_hnsw",
     "make_client",
     "writer_lock",
 ]

@@ -135,14 +135,17 @@ class ChatService:
             async for position in ticket.wait():
                 yield _line("queued", session=session, position=position)
             history = await asyncio.to_thread(self.sessions.history, session)
+            turn: QATurn | None = None
             async with aclosing(self._run(query, history)) as steps:
-                async for kind, turn, piece in steps:
-                    if kind == "turn":
+                async for step in steps:  # the turn (sources), then the answer's pieces
+                    if isinstance(step, QATurn):
+                        turn = step
                         yield _line("turn", session=session, exchange=len(history) + 1, turn=turn.to_dict())
-                    elif kind == "token":
-                        yield _line("token", text=piece)
                     else:
-                        yield await self._finish(session, turn)
+                        yield _line("token", text=step)
+            if turn is None:  # _run yields the turn first or raises: never silent if that breaks
+                raise RuntimeError("the question ended without a turn")
+            yield await self._finish(session, turn)
         except MMRagError as exc:
             yield _line("error", kind=error_kind(exc), message=one_line(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the server; the user sees one line
@@ -160,23 +163,21 @@ class ChatService:
             await asyncio.to_thread(self.sessions.append, session, Exchange(question, answer.text))
         return _line("done", turn=turn.to_dict())
 
-    def _run(self, query: Query, history: list[Exchange]) -> AsyncIterator[tuple[str, QATurn, str]]:
+    def _run(self, query: Query, history: list[Exchange]) -> AsyncIterator[QATurn | str]:
+        """The question's turn (once retrieved, reranked and filtered), then its answer's pieces."""
         return self._run_concurrently(query, history) if self.concurrent else threaded(self._run_locally(query, history))
 
-    async def _run_concurrently(self, query: Query, history: list[Exchange]) -> AsyncIterator[tuple[str, QATurn, str]]:
+    async def _run_concurrently(self, query: Query, history: list[Exchange]) -> AsyncIterator[QATurn | str]:
         turn, pieces = await self.pipeline.aask_stream(query, history)
-        yield "turn", turn, ""
+        yield turn
         async for piece in pieces:
-            yield "token", turn, piece
-        yield "done", turn, ""
+            yield piece
 
-    def _run_locally(self, query: Query, history: list[Exchange]) -> Iterator[tuple[str, QATurn, str]]:
+    def _run_locally(self, query: Query, history: list[Exchange]) -> Iterator[QATurn | str]:
         with self._model_lock:
             turn, pieces = self.pipeline.ask_stream(query, history)
-            yield "turn", turn, ""
-            for piece in pieces:
-                yield "token", turn, piece
-            yield "done", turn, ""
+            yield turn
+            yield from pieces
 
 
 def create_app(

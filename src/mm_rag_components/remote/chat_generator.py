@@ -177,13 +177,14 @@ class OpenAIChatGenerator:
     def _failure(self, attempt: int, exc: httpx.HTTPError, started: bool) -> float:
         """Seconds to wait before retrying after a transport failure, or a :class:`RemoteError`:
         a stream is retried only until its first piece (a retry would repeat the answer)."""
+        detail = f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
         if started:
-            raise RemoteError(f"the stream from {PATH} broke off: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}") from exc
+            raise RemoteError(f"the stream from {PATH} broke off: {detail}") from exc
         if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
             raise RemoteError(f"no answer from {PATH} within {self.client.timeout:g} s (timeout)") from exc
         if isinstance(exc, httpx.TransportError):
-            return self._retry_in(attempt, None, f"cannot reach {self.client.url(PATH)}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
-        raise RemoteError(f"request to {PATH} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}") from exc
+            return self._retry_in(attempt, None, f"cannot reach {self.client.url(PATH)}: {detail}")
+        raise RemoteError(f"request to {PATH} failed: {detail}") from exc
 
     def _retry_in(self, attempt: int, retry_after: str | None, why: str) -> float:
         """Seconds to wait before the next try, or a :class:`RemoteError` when no try is left."""

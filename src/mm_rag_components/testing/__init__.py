@@ -3,6 +3,8 @@
 They let tests, examples and benchmarks run offline: each builder writes a model directory
 (weights, config, a tokenizer trained locally, a PIL image processor) and returns its path.
 Random weights give meaningless scores but real shapes, real code paths and real speed.
+:mod:`~mm_rag_components.testing.servers` finds and starts local model servers (llama.cpp on the
+SmolLM2 GGUF) for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ _LAZY: dict[str, str] = {
     "write_sample_folder": "data",
     "coco_sample": "data",
     "shared_dir": "data",
+    "SMOLLM2_GGUF": "servers",
+    "smollm2_gguf": "servers",
+    "llama_server_binary": "servers",
+    "free_port": "servers",
+    "start_server": "servers",
 }
 
 
