@@ -21,8 +21,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms import LLM
 from llama_index.core.llms.custom import CustomLLM
 
-from mm_rag_components.rerank.chat import ChatTurn
-from mm_rag_components.rerank.generators import TransformersGenerator
+from mm_rag_components.generation.base import ChatTurn
+from mm_rag_components.generation.transformers import TransformersGenerator
 
 #: SmolVLM's context; LlamaIndex packs the kept images into one prompt only if they fit its budget.
 CONTEXT_WINDOW = 8192

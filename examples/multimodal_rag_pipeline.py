@@ -19,7 +19,7 @@ from _common import build_index, parse, parser
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
-from mm_rag_components import MultimodalRetriever, PointwiseReranker, RelevanceFilter
+from mm_rag_components.integrations.llama_index import MultimodalRetriever, PointwiseReranker, RelevanceFilter
 
 
 def main(argv: Sequence[str] | None = None) -> None:

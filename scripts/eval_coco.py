@@ -31,7 +31,7 @@ TEMPLATES = ("qwen3-vl-reranker", "retllm")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--out", default="docs/eval", help="output folder (default docs/eval)")
-    parser.add_argument("--top-n", type=int, default=20, help="candidates per query (default 20)")
+    parser.add_argument("--depth", type=int, default=20, help="candidates retrieved per query (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the item split (default 0)")
     parser.add_argument("--max-items", type=int, default=None, help="use the captions of at most N images as queries")
     parser.add_argument("--templates", nargs="+", default=list(TEMPLATES), help=f"pointwise templates (default {' '.join(TEMPLATES)})")
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         rankers = {t: PointwiseRanker.create(str(model_dir), template=t) for t in args.templates}
         listwise = None
         if args.listwise:
-            listwise = ListwiseRanker.create(str(model_dir), max_new_tokens=args.listwise_max_new_tokens, window_size=args.top_n, step=args.top_n // 2)
-        report = evaluate(task, TextEmbedder(minilm), pointwise=rankers, listwise=listwise, top_n=args.top_n, seed=args.seed, progress=True)
+            listwise = ListwiseRanker.create(str(model_dir), max_new_tokens=args.listwise_max_new_tokens, window_size=args.depth, step=args.depth // 2)
+        report = evaluate(task, TextEmbedder(minilm), pointwise=rankers, listwise=listwise, depth=args.depth, seed=args.seed, progress=True)
     except MMRagError as exc:
         print(f"eval_coco: error: {exc}", file=sys.stderr)
         return 2

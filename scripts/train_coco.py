@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from mm_rag_components.embedders import TextEmbedder, installed_minilm_path
     from mm_rag_components.errors import MMRagError
     from mm_rag_components.eval import evaluate, load_dataset
-    from mm_rag_components.eval.datasets import split_groups
+    from mm_rag_components.datasets.task import split_groups
     from mm_rag_components.testing.data import shared_dir
     from mm_rag_components.testing.servers import SMOLLM2_GGUF, smollm2_gguf
 

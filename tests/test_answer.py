@@ -12,7 +12,7 @@ from PIL import Image
 
 from mm_rag_components.answer import NO_CONTEXT, AnswerPrompt, Exchange, MultimodalAnswerer, read_citations
 from mm_rag_components.errors import ConfigError, ModelError
-from mm_rag_components.rerank.chat import ChatTurn
+from mm_rag_components.generation.base import ChatTurn
 from mm_rag_components.types import Candidate, Query
 
 

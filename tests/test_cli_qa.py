@@ -262,7 +262,7 @@ def test_eval_and_parity_are_mm_rag_commands(command, bad, says, tmp_path, capsy
 
 def test_a_command_imports_only_its_own_module():
     code = ("import sys; from mm_rag_components.cli import main; main(['query', '--help']); "
-            "print(sorted(m for m in ('mm_rag_components.eval.cli', 'mm_rag_components.remote.parity_cli', "
+            "print(sorted(m for m in ('mm_rag_components.cli.eval_commands', 'mm_rag_components.cli.parity_commands', 'mm_rag_components.cli.train_commands', "
             "'torch', 'chromadb') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "[]", done.stderr

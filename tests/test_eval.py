@@ -18,7 +18,7 @@ from fake_models import ColourShapeEmbedder
 
 from mm_rag_components.errors import ConfigError, MediaError
 from mm_rag_components.eval import EvalReport, evaluate, kept_context, load_dataset, ranking_metrics, split_groups
-from mm_rag_components.eval.candidates import ingest_task, open_index, retrieve_candidates
+from mm_rag_components.datasets.candidates import ingest_task, open_index, retrieve_candidates
 from mm_rag_components.filters import FilterPolicy
 from mm_rag_components.rerank import ListwiseRanker, PointwiseRanker
 from mm_rag_components.scoring.base import PointScore
@@ -77,7 +77,7 @@ def folder(tmp_path_factory):
 def report(folder):
     task = load_dataset(folder, "caption2caption")
     rankers = {"good": PointwiseRanker(ShapeScorer(1.0)), "bad": PointwiseRanker(ShapeScorer(-1.0))}
-    return evaluate(task, ColourOnlyEmbedder(), pointwise=rankers, top_n=10, seed=3)
+    return evaluate(task, ColourOnlyEmbedder(), pointwise=rankers, depth=10, seed=3)
 
 
 # ------------------------------------------------------------------ metrics by hand
@@ -229,7 +229,7 @@ def test_outputs_json_markdown_png(report, tmp_path) -> None:
 def test_listwise_runs_on_held_out_and_images_work(folder) -> None:
     task = load_dataset(folder, "text2image")
     report = evaluate(task, ColourShapeEmbedder(), listwise=ListwiseRanker(ReverseGenerator(), window_size=4, step=2),
-                      top_n=6, filtering={"min_keep": 1, "threshold": 0.9})
+                      depth=6, filtering={"min_keep": 1, "threshold": 0.9})
     listwise = report.system("listwise")
     assert set(listwise.metrics) == {"held_out"}  # nothing to tune: held-out only
     assert report.held_out("retriever", "recall@1") == 1.0  # drawn colours and shapes: found first
@@ -310,8 +310,10 @@ def test_bad_datasets_fail_with_one_clear_error(tmp_path, files, task, error, me
 
 def test_bad_arguments_fail_before_any_work(folder) -> None:
     task = load_dataset(folder)
-    with pytest.raises(ConfigError, match="top_n"):
-        evaluate(task, ColourShapeEmbedder(), top_n=0)
+    with pytest.raises(ConfigError, match="depth"):
+        evaluate(task, ColourShapeEmbedder(), depth=0)
+    with pytest.warns(DeprecationWarning, match="depth"), pytest.raises(ConfigError, match="depth"):
+        evaluate(task, ColourShapeEmbedder(), top_n=0)  # the former name still works, with a warning
     with pytest.raises(ConfigError, match="ranx cannot compute"):
         evaluate(task, ColourShapeEmbedder(), tune_metric="ndcg@x")
     with pytest.raises(ConfigError, match="treshold"):
@@ -331,7 +333,7 @@ def test_bad_arguments_fail_before_any_work(folder) -> None:
 
 
 def test_import_stays_light() -> None:
-    code = ("import sys, mm_rag_components.eval, mm_rag_components.eval.cli; "
+    code = ("import sys, mm_rag_components.eval, mm_rag_components.cli.eval_commands; "
             "heavy = [m for m in ('ranx', 'matplotlib', 'torch', 'chromadb') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

@@ -7,20 +7,20 @@ import json
 
 import pytest
 
-from mm_rag_components.eval.cli import TINY_NOTE, add_eval_arguments, cmd_eval, run
+from mm_rag_components.cli.eval_commands import TINY_NOTE, add_eval_arguments, cmd_eval, run
 from mm_rag_components.testing.captions import write_captioned_folder
 
 
 def test_tiny_run_end_to_end(tmp_path, capsys) -> None:
     data = write_captioned_folder(tmp_path / "data", colours=2, captions_per_image=2)
     out = tmp_path / "out"
-    assert run([str(data), "--tiny", "--top-n", "6", "--out", str(out)]) == 0
+    assert run([str(data), "--tiny", "--depth", "6", "--out", str(out)]) == 0
     captured = capsys.readouterr()
     for name in ("retriever", "pointwise", "fusion", "listwise", "retriever+filter", "fusion+filter"):
         assert f"| `{name}` |" in captured.out
     assert TINY_NOTE in captured.out and "wrote " in captured.err
     report = json.loads((out / "report.json").read_text())
-    assert report["dataset"]["task"] == "caption2caption" and report["settings"]["top_n"] == 6
+    assert report["dataset"]["task"] == "caption2caption" and report["settings"]["depth"] == 6
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG" and (out / "report.md").read_text().startswith("# Evaluation")
 
 
@@ -39,7 +39,8 @@ def test_user_errors_are_one_line_exit_2(tmp_path, capsys) -> None:
     (tmp_path / "broken" / "captions.jsonl").write_text('{"image": 3}\n')
     assert "captions.jsonl:1: 'image' must be a path" in _errors(capsys, [str(tmp_path / "broken")])
     assert "give DATASET" in _errors(capsys, [])
-    assert "--top-n must be >= 1" in _errors(capsys, [str(data), "--top-n", "0"])
+    assert "--depth must be >= 1" in _errors(capsys, [str(data), "--depth", "0"])
+    assert "--depth must be >= 1" in _errors(capsys, [str(data), "--top-n", "0"])  # the former name
     assert "unknown template 'nope'" in _errors(capsys, [str(data), "--tiny", "--template", "nope"])
     assert "--template needs a pointwise reranker" in _errors(capsys, [str(data), "--template", "retllm"])
     assert "--gguf missing.gguf: no such file" in _errors(capsys, [str(data), "--gguf", "missing.gguf"])
@@ -55,7 +56,7 @@ def test_wiring_into_a_main_parser(tmp_path, capsys) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     add_eval_arguments(sub.add_parser("eval", help="evaluate")).set_defaults(func=cmd_eval)
     args = parser.parse_args(["eval", str(tmp_path / "none"), "--task", "image2text", "--no-filter"])
-    assert (args.task, args.no_filter, args.top_n, args.tune_fraction) == ("image2text", True, 20, 0.5)
+    assert (args.task, args.no_filter, args.depth, args.tune_fraction) == ("image2text", True, 20, 0.5)
     assert args.func(args) == 2
     assert capsys.readouterr().err.startswith("mm-rag: error: ")
     defaults = parser.parse_args(["eval", "x"])

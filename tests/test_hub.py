@@ -201,7 +201,7 @@ def test_cached_reranker_loads_by_name_without_retrying_an_unreachable_hub(kind,
     cache = seed_hub_cache(tmp_path / "cache", {"someone/tiny-idefics3": tiny_vlm_dirs["idefics3"]})
     load = {
         "scorer": "from mm_rag_components import TransformersScorer as C; m = C('someone/tiny-idefics3'); m.warm_up()",
-        "generator": "from mm_rag_components.rerank.generators import TransformersGenerator as C; m = C('someone/tiny-idefics3'); m.warm_up()",
+        "generator": "from mm_rag_components.generation.transformers import TransformersGenerator as C; m = C('someone/tiny-idefics3'); m.warm_up()",
     }[kind]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_CACHE=str(cache))

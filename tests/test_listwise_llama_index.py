@@ -26,8 +26,8 @@ from mm_rag_components import config
 from mm_rag_components.errors import ConfigError, ModelError
 from mm_rag_components.integrations.llama_index.generator import LlamaIndexGenerator
 from mm_rag_components.integrations.llama_index.listwise import ListwiseReranker
-from mm_rag_components.rerank.chat import ChatTurn
-from mm_rag_components.rerank.generators import TransformersGenerator
+from mm_rag_components.generation.base import ChatTurn
+from mm_rag_components.generation.transformers import TransformersGenerator
 from mm_rag_components.rerank.listwise import ListwiseRanker
 from mm_rag_components.types import Candidate, Query
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.rerank.chat import ChatTurn
+from mm_rag_components.generation.base import ChatTurn
 from mm_rag_components.rerank.listwise import ListwiseRanker
 from mm_rag_components.rerank.listwise_prompts import DIRECT_PROMPT, resize_to_budget
 from mm_rag_components.rerank.windows import borda_aggregate, plan_windows

@@ -14,7 +14,7 @@ from remote_support import TEST_TEMPLATE, start_llama_server_binary, stop_llama_
 from mm_rag_components.remote.chat_generator import OpenAIChatGenerator
 from mm_rag_components.remote.chat_scorer import OpenAIChatScorer
 from mm_rag_components.remote.gguf import dequantised_model_dir
-from mm_rag_components.rerank.chat import ChatTurn
+from mm_rag_components.generation.base import ChatTurn
 from mm_rag_components.types import Candidate, Query
 
 

@@ -12,7 +12,8 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import ImageNode, QueryBundle, TextNode
 from PIL import Image
 
-from mm_rag_components import MultimodalIndex, MultimodalRetriever
+from mm_rag_components import MultimodalIndex
+from mm_rag_components.integrations.llama_index import MultimodalRetriever
 from mm_rag_components.errors import ConfigError
 from mm_rag_components.retrieval import RetrievalOptions
 

@@ -11,7 +11,8 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import QueryBundle
 
-from mm_rag_components import Candidate, MultimodalIndex, MultimodalRetriever, PointwiseReranker, Query
+from mm_rag_components import Candidate, MultimodalIndex, Query
+from mm_rag_components.integrations.llama_index import MultimodalRetriever, PointwiseReranker
 from mm_rag_components.errors import ConfigError
 from mm_rag_components.integrations.llama_index.nodes import candidate_to_node
 from mm_rag_components.rerank import PointwiseRanker

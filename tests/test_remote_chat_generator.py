@@ -15,7 +15,7 @@ from mm_rag_components.answer import MultimodalAnswerer
 from mm_rag_components.errors import ConfigError
 from mm_rag_components.remote.chat_generator import OpenAIChatGenerator
 from mm_rag_components.remote.http import RemoteError
-from mm_rag_components.rerank.chat import ChatTurn, ListwiseGenerator
+from mm_rag_components.generation.base import ChatTurn, ListwiseGenerator
 from mm_rag_components.types import Candidate, Query
 
 URL = "http://fake.test/v1"

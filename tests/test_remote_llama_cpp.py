@@ -19,7 +19,8 @@ import pytest
 from mm_rag_components.remote.answers import NO_ANSWER_LOGPROBS
 from mm_rag_components.remote.chat_scorer import OpenAIChatScorer
 from mm_rag_components.remote.gguf import dequantised_model_dir
-from mm_rag_components.remote.parity import DEFAULT_TOLERANCE, parity, run_parity_command
+from mm_rag_components.cli.parity_commands import run as run_parity_command
+from mm_rag_components.remote.parity import DEFAULT_TOLERANCE, parity
 from mm_rag_components.rerank.pointwise import PointwiseRanker
 from mm_rag_components.types import RERANK_FLAG, Candidate, Query
 from remote_support import QWEN3_THINK_TEMPLATE, start_llama_server, stop_llama_server
@@ -105,7 +106,7 @@ def test_listwise_through_openai_like_llm(llama):
     from PIL import Image
 
     from mm_rag_components.integrations.llama_index.listwise import ListwiseReranker
-    from mm_rag_components.rerank.chat import ChatTurn
+    from mm_rag_components.generation.base import ChatTurn
 
     llm = OpenAILike(model="smollm2", api_base=llama.url, api_key="none", is_chat_model=True, max_tokens=48,
                      temperature=0.0, timeout=60.0, max_retries=2)

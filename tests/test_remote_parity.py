@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.remote.parity import kendall_tau, parity, run_parity_command, spearman
+from mm_rag_components.cli.parity_commands import run as run_parity_command
+from mm_rag_components.remote.parity import kendall_tau, parity, spearman
 from mm_rag_components.scoring.base import PointScore
 from mm_rag_components.types import Query
 

@@ -149,7 +149,7 @@ def test_resume_continues_the_same_run(causal, text_pairs, root, monkeypatch):
 def test_vlm_image_candidates_train_and_load(family, captions, root):
     """caption → image pairs on a tiny random VLM: loss falls, the saved model loads and scores differ."""
     from mm_rag_components import testing
-    from mm_rag_components.eval.datasets import load_dataset
+    from mm_rag_components.datasets.loading import load_dataset
     from mm_rag_components.training import train_reranker
     from mm_rag_components.training.mining import mine_pairs
 
@@ -224,7 +224,7 @@ def test_bad_options_are_one_typed_line(case):
 
 
 def test_image_pair_for_text_model_and_leaking_split_are_refused(causal, captions, text_pairs, root):
-    from mm_rag_components.eval.datasets import load_dataset
+    from mm_rag_components.datasets.loading import load_dataset
     from mm_rag_components.training import train_reranker
     from mm_rag_components.training.mining import mine_pairs
 

@@ -9,7 +9,7 @@ import pytest
 
 
 def _args(*argv):
-    from mm_rag_components.training.cli import add_train_arguments
+    from mm_rag_components.cli.train_commands import add_train_arguments
 
     return add_train_arguments(argparse.ArgumentParser(prog="mm-rag train")).parse_args(list(argv))
 
@@ -27,7 +27,7 @@ def pairs_file(tmp_path_factory):
 
 def test_cmd_train_on_a_pairs_file(pairs_file, tmp_path, capsys):
     from mm_rag_components.testing import build_tiny_causal_lm
-    from mm_rag_components.training.cli import cmd_train
+    from mm_rag_components.cli.train_commands import cmd_train
 
     model = build_tiny_causal_lm(tmp_path / "causal")
     out = tmp_path / "trained"
@@ -49,7 +49,7 @@ def test_cmd_train_on_a_pairs_file(pairs_file, tmp_path, capsys):
     ["--gguf-missing"],
 ])
 def test_cmd_train_bad_options_exit_2_with_one_line(extra, pairs_file, tmp_path, capsys):
-    from mm_rag_components.training.cli import cmd_train
+    from mm_rag_components.cli.train_commands import cmd_train
 
     if extra == ["--gguf-missing"]:
         args = _args(str(pairs_file), "--gguf", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "o"))
@@ -61,7 +61,7 @@ def test_cmd_train_bad_options_exit_2_with_one_line(extra, pairs_file, tmp_path,
 
 
 def test_cmd_train_missing_data_and_bad_model(tmp_path, pairs_file, capsys):
-    from mm_rag_components.training.cli import cmd_train
+    from mm_rag_components.cli.train_commands import cmd_train
 
     assert cmd_train(_args(str(tmp_path / "absent"), "--model", "x", "--out", str(tmp_path / "o"))) == 2
     assert "no such file or folder" in capsys.readouterr().err

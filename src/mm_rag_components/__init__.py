@@ -2,6 +2,11 @@
 
 Importing the package is cheap: torch, transformers and chromadb load only when a class that
 needs them is first used. Public names resolve lazily through :func:`__getattr__`.
+
+The top level holds the framework-free core. Each framework's adapters live in its own package,
+under the same names in each: ``mm_rag_components.integrations.llama_index`` (``MultimodalRetriever``,
+``PointwiseReranker``, ``ListwiseReranker``, ``RelevanceFilter``), ``…integrations.haystack`` and
+``…integrations.langchain``.
 """
 
 from __future__ import annotations
@@ -31,14 +36,13 @@ _LAZY: dict[str, str] = {
     "ChromaStore": "store",
     "MultimodalIndex": "index",
     "IngestReport": "index",
-    "MultimodalRetriever": "integrations.llama_index.retriever",
-    "PointwiseReranker": "integrations.llama_index.pointwise",
-    "ListwiseReranker": "integrations.llama_index.listwise",
-    "RelevanceFilter": "integrations.llama_index.filters",
     "TransformersScorer": "scoring.transformers_scorer",
     "OpenAIChatScorer": "remote",
     "RerankEndpointScorer": "remote",
     "OpenAIChatGenerator": "remote",
+    "TransformersGenerator": "generation",
+    "Generator": "generation",
+    "ChatTurn": "generation",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "PointwiseTemplate": "scoring.templates",
@@ -59,7 +63,14 @@ _LAZY: dict[str, str] = {
 }
 
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+#: LlamaIndex adapters were importable from the top level, beside the core rankers of similar
+#: names (``PointwiseReranker`` vs ``PointwiseRanker``); they now come from their framework package.
+_LLAMA_INDEX = "mm_rag_components.integrations.llama_index"
+_DEPRECATED: dict[str, tuple[str, str]] = {
+    name: (_LLAMA_INDEX, name) for name in ("MultimodalRetriever", "PointwiseReranker", "ListwiseReranker", "RelevanceFilter")
+}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _DEPRECATED)
 
 __all__ = [
     "BackendError",

@@ -5,7 +5,7 @@ When the filter kept nothing, the model is not asked to guess: the answer says t
 relevant context (flag ``no_context``). Sources are shown numbered, images interleaved, like the
 listwise prompt; earlier exchanges of a conversation come first, as chat turns (text only).
 
-Any generator of :mod:`~mm_rag_components.rerank.chat` answers: a local transformers model, a
+Any generator of :mod:`~mm_rag_components.generation` answers: a local transformers model, a
 framework LLM (LlamaIndex, Haystack, LangChain) or an OpenAI-compatible server. A generator with
 ``stream(turns)`` streams the answer (:meth:`MultimodalAnswerer.stream`).
 """
@@ -21,17 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 from .errors import ConfigError, ModelError, one_line
-from .rerank.chat import (
-    FLAG_GENERATOR_ERROR,
-    ChatTurn,
-    ListwiseGenerator,
-    acall_generator,
-    call_generator,
-    in_daemon_thread,
-)
-from .rerank.listwise_prompts import DEFAULT_MAX_IMAGE_PIXELS, PromptEntry, clip_text, merge_text, prepare_entries
+from .generation.base import ChatTurn, Generator
+from .generation.calls import FLAG_GENERATOR_ERROR, acall_generator, call_generator, in_daemon_thread
+from .generation.context import DEFAULT_MAX_IMAGE_PIXELS, PromptEntry, clip_text, merge_text, prepare_entries
 from .types import Candidate, Query
-from .validate import boolean, integer, no_unknown, number, positive_int
+from .validate import boolean, integer, number, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -192,7 +186,7 @@ class MultimodalAnswerer:
 
     def __init__(
         self,
-        generator: ListwiseGenerator,
+        generator: Generator,
         *,
         prompt: AnswerPrompt | None = None,
         max_sources: int = 8,
@@ -217,21 +211,16 @@ class MultimodalAnswerer:
 
     @classmethod
     def create(
-        cls, model: str | Path | None = None, *, generator: ListwiseGenerator | None = None, **options: Any
+        cls, model: str | Path | None = None, *, generator: Generator | None = None, **options: Any
     ) -> MultimodalAnswerer:
         """Build from a local ``model`` (name or directory; ``max_new_tokens``, ``device`` … go to
-        its :class:`~mm_rag_components.rerank.generators.TransformersGenerator`) or a ``generator``."""
+        its :class:`~mm_rag_components.generation.transformers.TransformersGenerator`) or a ``generator``."""
         if (model is None) == (generator is None):
             raise ConfigError("give exactly one of model (a name or directory) or generator")
-        own = {k: options.pop(k) for k in cls.OPTIONS if k in options}
-        if generator is None:
-            from .rerank.generators import TransformersGenerator
+        from .generation.transformers import generator_or_local
 
-            no_unknown("MultimodalAnswerer / TransformersGenerator", options, TransformersGenerator.OPTIONS)
-            generator = TransformersGenerator(model, **options)  # type: ignore[arg-type]
-        else:
-            no_unknown("MultimodalAnswerer (generator options apply only with model=)", options)
-        return cls(generator, **own)
+        own = {k: options.pop(k) for k in cls.OPTIONS if k in options}
+        return cls(generator_or_local(model, generator, options, "MultimodalAnswerer"), **own)
 
     @property
     def name(self) -> str:

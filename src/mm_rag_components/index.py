@@ -19,30 +19,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .chunking import DEFAULT_MAX_CHUNKS_PER_FILE, GuardedSplitter, PlainSplitter, TextSplitter, default_splitter
-from .errors import ConfigError, MediaError
-from .ingest import Entry, Ingester, IngestReport, Note, Skipped, guarded, record_id, short, skip
-from .media import (
-    DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_BYTES, TEXT_SUFFIXES, FoundFile, check_source,
-    clean_path, clean_text, content_hash, is_url, load_image_with_hash, read_image_bytes, read_regular_file, walk_media,
-)
-from .metadata import clean_metadata, flatten_metadata
+from .errors import ConfigError
+from .entries import EntryReader, item_label
 from .hnsw import check_hnsw
-from .store import ChromaStore, make_client, writer_lock
-from .types import CHUNK, FILE_NAME, MODALITY, SHA256, SOURCE, Item
+from .ingest import Entry, Ingester, IngestReport, Note, Skipped, guarded, skip
+from .files import TEXT_SUFFIXES, FoundFile, media_kind, walk_media
+from .media import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_BYTES, is_url
+from .metadata import clean_metadata, flatten_metadata
+from .chroma_client import make_client, writer_lock
+from .store import ChromaStore
+from .types import SOURCE, Item
+from .unicode import clean_path, clean_text
 from .validate import boolean, integer, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .embedders import Embedder
 
 logger = logging.getLogger(__name__)
-
-
-def _too_big(text: str, max_bytes: int) -> int | None:
-    """The UTF-8 size of ``text`` when it is over ``max_bytes``, else ``None`` (cheap when small)."""
-    if len(text) * 4 <= max_bytes:
-        return None
-    size = len(text.encode("utf-8", "surrogatepass"))
-    return size if size > max_bytes else None
 
 
 class MultimodalIndex:
@@ -239,10 +232,10 @@ class MultimodalIndex:
                     continue
                 source, renamed = clean_path(found.path)
                 seen.add(source)
-                yield guarded(source, lambda: self._file_entry(found, source, renamed, user_meta))
+                yield guarded(source, lambda: self._reader.file_entry(found, source, renamed, user_meta))
 
         with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
-            Ingester(self, hook).run(entries(), report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
+            self._ingester(hook).run(entries(), report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
             if delete_missing:
                 report.deleted += self._delete_missing(root, seen, recursive)
         logger.info("ingest %s: %s", root, report.summary())
@@ -263,12 +256,84 @@ class MultimodalIndex:
 
         def entries() -> Iterator[Entry | Skipped]:
             for number, item in enumerate(items):
-                label = _item_label(number, item)
-                yield guarded(label, lambda: self._item_entry(item, label, allow_urls))
+                label = item_label(number, item)
+                yield guarded(label, lambda: self._reader.item_entry(item, label, allow_urls))
 
         with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
-            Ingester(self, hook).run(entries(), report, show_progress, lambda: len(items) if isinstance(items, Sized) else None)
+            self._ingester(hook).run(entries(), report, show_progress, lambda: len(items) if isinstance(items, Sized) else None)
         return report
+
+    def ingest_paths(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        delete_missing: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+        show_progress: bool | None = None,
+        precompute: Any = None,
+    ) -> IngestReport:
+        """Ingest folders (as :meth:`ingest_folder`) and single files, in order, into one report.
+
+        A path that does not exist is skipped with its reason; a file of a type that is not
+        ingested is counted as ``ignored``. Single files are read exactly as a folder's files
+        are (same limits, same record ids: ingesting a file and then its folder adds nothing).
+        """
+        if isinstance(paths, (str, Path)) or not isinstance(paths, Iterable):
+            raise ConfigError(f"paths must be a list of paths, got {type(paths).__name__}")
+        report = IngestReport()
+        files: list[Path] = []
+        options = {"metadata": metadata, "show_progress": show_progress, "precompute": precompute}
+        for given in paths:
+            if not isinstance(given, (str, Path)):
+                raise ConfigError(f"paths must be paths, got {type(given).__name__}")
+            path = Path(given).expanduser()
+            if path.is_dir():
+                report.add(self.ingest_folder(path, delete_missing=delete_missing, **options))
+            elif not path.exists():
+                skip(report, Skipped(clean_path(path)[0], "no such file or folder"))
+            elif media_kind(path) == "other":
+                report.ignored += 1
+            else:
+                files.append(path.resolve())
+        if files:
+            report.add(self._ingest_files(files, metadata, show_progress, precompute))
+        return report
+
+    def _ingest_files(
+        self, files: list[Path], metadata: Mapping[str, Any] | None, show_progress: bool | None, precompute: Any,
+    ) -> IngestReport:
+        report = IngestReport()
+        user_meta, repaired = clean_metadata(flatten_metadata(metadata or {}))
+        if repaired:
+            report.notes.append(Note(str(files[0]), f"invalid Unicode replaced with U+FFFD in metadata {repaired}"))
+
+        def entries() -> Iterator[Entry | Skipped]:
+            for path in files:
+                source, renamed = clean_path(path)
+                found = FoundFile(path, media_kind(path))
+                yield guarded(source, lambda: self._reader.file_entry(found, source, renamed, user_meta))
+
+        with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
+            self._ingester(hook).run(entries(), report, show_progress, lambda: len(files))
+        return report
+
+    def warm_up(self) -> None:
+        """Load the embedders now (they otherwise load on first use)."""
+        for embedder in (self.image_embedder, self.text_embedder):
+            warm = getattr(embedder, "warm_up", None)
+            if callable(warm):
+                warm()
+
+    def _ingester(self, precompute: Any) -> Ingester:
+        return Ingester(
+            image_store=self.image_store, text_store=self.text_store, image_embedder=self.image_embedder,
+            text_embedder=self.text_space_embedder, batch_size=self.batch_size, max_pixels=self.max_pixels,
+            precompute=precompute,
+        )
+
+    @property
+    def _reader(self) -> EntryReader:
+        return EntryReader(self.max_pixels, self.max_text_bytes, self.max_image_bytes, lambda: self.splitter)
 
     def delete(self, source: str | Path | None = None, *, ids: Iterable[str] | None = None) -> int:
         """Delete every record of a source (a file path or the ``source`` of an item) and/or
@@ -310,81 +375,6 @@ class MultimodalIndex:
             removed += store.delete(ids=gone) if gone else 0
         return removed
 
-    # reading and hashing: no decoding, no embedding yet -----------------------------------
-    def _file_entry(self, found: FoundFile, source: str, renamed: bool, meta: dict[str, Any]) -> Entry | Skipped:
-        if found.problem:
-            return Skipped(source, found.problem)
-        notes = [f"file name is not valid UTF-8; stored as {source!r} (it cannot be reopened by that name)"] if renamed else []
-        if found.kind == "image":
-            return self._image_entry(found.path, source, meta, caption=None, label=source, notes=notes)
-        data = read_regular_file(found.path, max_bytes=self.max_text_bytes, limit_name="max_text_bytes")
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            return Skipped(source, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
-        return self._text_entry(text, source, meta, label=source, notes=notes)
-
-    def _item_entry(self, item: Any, label: str, allow_urls: bool) -> Entry | Skipped:
-        if not isinstance(item, Item):
-            return Skipped(label, f"not an Item: {type(item).__name__}")
-        source, repaired = check_source(item.source)
-        notes = ["invalid Unicode replaced with U+FFFD in the source"] if repaired else []
-        meta, keys = clean_metadata(flatten_metadata(item.metadata if item.metadata is not None else {}))
-        notes += [f"invalid Unicode replaced with U+FFFD in metadata {keys}"] if keys else []
-        if item.image is not None:
-            return self._image_entry(item.image, source, meta, caption=item.text, label=label, notes=notes, allow_urls=allow_urls)
-        return self._text_entry(item.text, source, meta, label=label, notes=notes)
-
-    def _image_entry(
-        self, image: Any, source: str | None, meta: dict[str, Any], *, caption: Any, label: str, notes: list[str],
-        allow_urls: bool = False,
-    ) -> Entry | Skipped:
-        if caption is not None:
-            caption = self._clean(caption, "caption (Item.text)", notes)
-        if hasattr(image, "getpixel"):  # a PIL image: hash its pixels
-            loaded = load_image_with_hash(image, max_pixels=self.max_pixels)
-            payload, digest, origin = loaded.image, loaded.sha256, None
-        else:
-            payload, origin = read_image_bytes(image, allow_urls=allow_urls, max_file_bytes=self.max_image_bytes)
-            if not payload:
-                raise MediaError(f"{label}: empty image data (0 bytes)")
-            if len(payload) > self.max_image_bytes:
-                raise MediaError(f"{label}: {len(payload):,} bytes is over max_image_bytes={self.max_image_bytes:,}")
-            digest = content_hash(payload)
-        source = source or check_source(origin)[0]
-        record = {**meta, MODALITY: "image", SHA256: digest}
-        if source:
-            record.update({SOURCE: source, FILE_NAME: _file_name(source)})
-        return Entry(label, source, "image", [record_id("image", source, digest)], [record], [caption], [payload], notes)
-
-    def _clean(self, text: Any, what: str, notes: list[str]) -> str:
-        """``text`` as valid Unicode within ``max_text_bytes`` (:class:`MediaError` otherwise)."""
-        if not isinstance(text, str):
-            raise MediaError(f"{what} must be a string, got {type(text).__name__}")
-        text, repaired = clean_text(text)
-        if repaired:
-            notes.append(f"invalid Unicode (lone surrogates) replaced with U+FFFD in the {what}")
-        size = _too_big(text, self.max_text_bytes)
-        if size is not None:
-            raise MediaError(f"{what} of {size:,} bytes is over max_text_bytes={self.max_text_bytes:,}")
-        return text
-
-    def _text_entry(self, text: Any, source: str | None, meta: dict[str, Any], *, label: str, notes: list[str]) -> Entry | Skipped:
-        text = self._clean(text, "text", notes)
-        if not text.strip():
-            return Skipped(label, "empty text")
-        split = self.splitter.split(text)
-        chunks = split.chunks
-        if not chunks:
-            return Skipped(label, "no text left after splitting")
-        digest = content_hash(text)
-        ids = [record_id("text", source, content_hash(chunk), i) for i, chunk in enumerate(chunks)]
-        records = [{**meta, MODALITY: "text", SHA256: digest, CHUNK: i} for i in range(len(chunks))]
-        if source:
-            for record in records:
-                record.update({SOURCE: source, FILE_NAME: _file_name(source)})
-        notes = notes + split.notes
-        return Entry(label, source, "text", ids, records, list(chunks), list(chunks), notes, split.duplicates)
 
 def _precompute(scorer: Any, show_progress: bool | None) -> Any:
     """A context giving the ingest hook that precomputes ``scorer``'s image features (or ``None``)."""
@@ -393,19 +383,6 @@ def _precompute(scorer: Any, show_progress: bool | None) -> Any:
     from .scoring.precompute import IngestPrecompute
 
     return IngestPrecompute(scorer, show_progress)
-
-
-def _item_label(number: int, item: Any) -> str:
-    label = f"item #{number}"
-    try:
-        source = item.source if isinstance(item, Item) else None
-        return label + (f" ({short(str(source), 80)})" if source else "")
-    except Exception:  # noqa: BLE001 - a source whose str() fails is reported by the checks
-        return label
-
-
-def _file_name(source: str) -> str:
-    return source.rstrip("/").rsplit("/", 1)[-1] if is_url(source) or "://" in source else Path(source).name
 
 
 __all__ = ["IngestReport", "MultimodalIndex", "Note", "Skipped", "TEXT_SUFFIXES"]

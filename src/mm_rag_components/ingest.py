@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import ConfigError, MMRagError, ModelError, StoreError
-from .media import clean_text, content_hash, decode_image
+from .media import content_hash, decode_image
+from .unicode import clean_text
 from .metadata import check_record
 from .store import ChromaStore
 from .types import SHA256
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .index import MultimodalIndex
+    from .embedders import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,16 @@ class IngestReport:
     def ok(self) -> bool:
         """True when nothing was skipped."""
         return not self.skipped
+
+    def add(self, other: IngestReport) -> IngestReport:
+        """Add ``other``'s counts and lists (skipped inputs, notes) to this report; returns it."""
+        for name, mine in vars(self).items():
+            theirs = getattr(other, name)
+            if isinstance(mine, list):
+                mine.extend(theirs)
+            else:
+                setattr(self, name, mine + theirs)
+        return self
 
     def summary(self) -> str:
         text = (
@@ -128,15 +139,31 @@ def skip(report: IngestReport, skipped: Skipped) -> None:
 
 
 class Ingester:
-    """Stores :class:`Entry` objects into an index's collections, window by window.
+    """Stores :class:`Entry` objects into an image and a text collection, window by window.
 
-    ``precompute``: called with ``(sha256, raw bytes)`` of every image window (new, changed and
-    unchanged images) before the store is asked; returns a problem to note or ``None``
-    (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`: reranker image features).
+    ``image_embedder`` embeds the images, ``text_embedder`` the texts (the same object in a
+    shared CLIP space); ``batch_size`` is the window size (sources) and the embedding batch;
+    ``max_pixels`` bounds decoded images. ``precompute``: called with ``(sha256, raw bytes)`` of
+    every image window (new, changed and unchanged images) before the store is asked; returns a
+    problem to note or ``None`` (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`:
+    reranker image features).
     """
 
-    def __init__(self, index: MultimodalIndex, precompute: Callable[[list[tuple[str, Any]]], str | None] | None = None) -> None:
-        self.index = index
+    def __init__(
+        self,
+        *,
+        image_store: ChromaStore,
+        text_store: ChromaStore,
+        image_embedder: Embedder,
+        text_embedder: Embedder,
+        batch_size: int,
+        max_pixels: int | None,
+        precompute: Callable[[list[tuple[str, Any]]], str | None] | None = None,
+    ) -> None:
+        self.stores = {"image": image_store, "text": text_store}
+        self.embedders = {"image": image_embedder, "text": text_embedder}
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
         self.precompute = precompute
 
     def run(
@@ -147,7 +174,7 @@ class Ingester:
         whose ``total()`` (counted cheaply up front) is asked only when the bar shows."""
         from tqdm.auto import tqdm
 
-        for store in self.index.stores():
+        for store in self.stores.values():
             store.ensure()
         with tqdm(desc="ingesting", unit="file", disable=None if show_progress is None else not show_progress) as progress:
             if not progress.disable:
@@ -173,7 +200,7 @@ class Ingester:
                 self._process(window, report)  # same source twice: keep order
                 window = []
             window.append(entry)
-            if len(window) >= self.index.batch_size:
+            if len(window) >= self.batch_size:
                 self._process(window, report)
                 window = []
         self._process(window, report)
@@ -198,7 +225,7 @@ class Ingester:
             entries = [e for e in window if e.modality == modality]
             if not entries:
                 continue
-            store = self.index.image_store if modality == "image" else self.index.text_store
+            store = self.stores[modality]
             if modality == "image" and self.precompute is not None:
                 problem = self.precompute([(e.metadatas[0][SHA256], e.payloads[0]) for e in entries])
                 if problem:
@@ -230,7 +257,7 @@ class Ingester:
             payload = entry.payloads[0]
             if isinstance(payload, (bytes, bytearray)):
                 label = entry.label
-                decoded = guarded(label, lambda: decode_image(bytes(payload), max_pixels=self.index.max_pixels, origin=label))
+                decoded = guarded(label, lambda: decode_image(bytes(payload), max_pixels=self.max_pixels, origin=label))
                 if isinstance(decoded, Skipped):
                     skip(report, decoded)
                     continue
@@ -304,12 +331,13 @@ class Ingester:
         """One vector per payload, in batches of ``batch_size``; if a batch fails, its inputs are
         retried one by one and a failing input yields its exception (the rest are kept).
         A :class:`ModelError` or :class:`ConfigError` (the model, not the input) propagates."""
-        embed = self.index.image_embedder.embed_images if modality == "image" else self.index.text_space_embedder.embed_texts
+        embedder = self.embedders[modality]
+        embed = embedder.embed_images if modality == "image" else embedder.embed_texts
         out: list[Any] = []
-        for start in range(0, len(payloads), self.index.batch_size):
-            batch = payloads[start : start + self.index.batch_size]
+        for start in range(0, len(payloads), self.batch_size):
+            batch = payloads[start : start + self.batch_size]
             try:
-                out.extend(self._checked(embed(batch, batch_size=self.index.batch_size, show_progress=False), len(batch)))
+                out.extend(self._checked(embed(batch, batch_size=self.batch_size, show_progress=False), len(batch)))
                 continue
             except (ModelError, ConfigError):
                 raise

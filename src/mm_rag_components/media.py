@@ -5,10 +5,9 @@ image, or an ``http(s)`` URL — URLs only when the caller passes ``allow_urls=T
 back as RGB with their EXIF orientation applied. A pixel limit guards against decompression
 bombs; every failure is a :class:`~mm_rag_components.errors.MediaError`.
 
-Files are read only when they are regular files (never a FIFO or a device, even through a
-symlink) and only up to a byte limit; :func:`walk_media` lists a folder's images and texts
-without following symlinks that leave it. :func:`clean_text` repairs invalid Unicode (lone
-surrogates) before text reaches a tokenizer, a hash or the store.
+Image files are read only when they are regular files (never a FIFO or a device, even through a
+symlink) and only up to a byte limit (:mod:`~mm_rag_components.files`, which also walks folders);
+text repair (:func:`clean_text`, :func:`clean_path`) lives in :mod:`~mm_rag_components.unicode`.
 """
 
 from __future__ import annotations
@@ -19,15 +18,17 @@ import hashlib
 import io
 import os
 import re
-import stat
 import threading
 import urllib.request
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, MediaError
+from .files import (  # noqa: F401 - re-exported: media's names since 0.1
+    IMAGE_SUFFIXES, TEXT_SUFFIXES, FoundFile, file_kind, media_kind, read_regular_file, walk_media,
+)
+from .unicode import clean_path, clean_text  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -43,15 +44,12 @@ DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024
 #: Default byte limit for reading a text file: 8 MiB.
 DEFAULT_MAX_TEXT_BYTES = 8 * 1024 * 1024
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-TEXT_SUFFIXES = frozenset({".txt", ".md"})
 
 #: Longest ``source`` accepted (a path, URL or name, never a payload).
 MAX_SOURCE_CHARS = 4096
 #: Strings at least this long made only of base64 characters are taken for encoded data.
 BLOB_MIN_CHARS = 512
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/=_-]+")
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -71,31 +69,6 @@ def content_hash(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()
-
-
-def clean_text(text: str) -> tuple[str, bool]:
-    """``(text, changed)``: ``text`` as valid Unicode. Surrogate pairs are joined into the
-    character they encode and lone surrogates become U+FFFD; ``changed`` says whether anything
-    was replaced. Linear time; a valid string is returned as is. Call it on any user text (item
-    text, metadata, a query) before it reaches a tokenizer, a hash or the store."""
-    if not isinstance(text, str):
-        raise ConfigError(f"clean_text takes a string, got {type(text).__name__}")
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text, False
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace"), True
-
-
-def clean_path(path: str | os.PathLike[str]) -> tuple[str, bool]:
-    """``(text, changed)``: a file path as valid Unicode. Undecodable bytes of a file name
-    (``os.walk`` gives them as surrogate escapes) become ``\\xNN`` escapes, so distinct names stay
-    distinct; such a name identifies the record but cannot be opened again."""
-    text = os.fspath(path)
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text, False
-    try:
-        return os.fsencode(text).decode("utf-8", "backslashreplace"), True
-    except UnicodeError:
-        return clean_text(text)
 
 
 def check_source(source: object) -> tuple[str | None, bool]:
@@ -286,110 +259,6 @@ def _read_file(path: Path, max_bytes: int | None) -> bytes:
     return read_regular_file(path, max_bytes=max_bytes, limit_name="max_image_bytes")
 
 
-def file_kind(mode: int) -> str:
-    """A plain name for the file type in an ``st_mode`` (``"FIFO"``, ``"directory"`` …)."""
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int | None, limit_name: str = "max_bytes") -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` bytes (``None``: no limit).
-
-    The file is opened without blocking and checked on the open descriptor, so a FIFO or device
-    (directly or through a symlink) is refused instead of hanging or filling memory, and a file
-    that grows while it is read is still cut at the limit. Failures are :class:`MediaError`
-    naming the file and, for the size, ``limit_name``.
-    """
-    name = clean_path(path)[0]
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    except FileNotFoundError as exc:
-        raise MediaError(f"{name}: no such file") from exc
-    except (OSError, ValueError) as exc:
-        raise MediaError(f"{name}: cannot open: {getattr(exc, 'strerror', None) or exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise MediaError(f"{name}: not a regular file ({file_kind(info.st_mode)}); only regular files are read")
-        if max_bytes is not None and info.st_size > max_bytes:
-            raise MediaError(f"{name}: {info.st_size:,} bytes is over {limit_name}={max_bytes:,}")
-        data = _read_at_most(fd, max_bytes)
-    except OSError as exc:
-        raise MediaError(f"{name}: cannot read: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise MediaError(f"{name}: more than {limit_name}={max_bytes:,} bytes")
-    return data
-
-
-def _read_at_most(fd: int, max_bytes: int | None) -> bytes:
-    """Read to the end, or to one byte past ``max_bytes`` (so growth past the limit shows)."""
-    chunks, total = [], 0
-    while max_bytes is None or total <= max_bytes:
-        want = 1 << 20 if max_bytes is None else min(1 << 20, max_bytes + 1 - total)
-        chunk = os.read(fd, want)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
-
-
-@dataclass(frozen=True)
-class FoundFile:
-    """A file met by :func:`walk_media`: ``kind`` is ``"image"``, ``"text"`` or ``"other"``
-    (by suffix); ``problem`` says why it must not be read (a symlink leaving the folder)."""
-
-    path: Path
-    kind: str
-    problem: str | None = None
-
-
-def walk_media(
-    root: Path,
-    *,
-    recursive: bool = True,
-    follow_external_symlinks: bool = False,
-    on_error: Callable[[OSError], None] | None = None,
-) -> Iterator[FoundFile]:
-    """Every non-hidden file under the resolved folder ``root``, sorted, lazily.
-
-    Hidden files and folders are left out and symlinked folders are never descended. An image
-    or text reached through a symlink whose target lies outside ``root`` comes with a
-    ``problem`` unless ``follow_external_symlinks``. Nothing is opened here.
-    """
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            suffix = path.suffix.lower()
-            kind = "image" if suffix in IMAGE_SUFFIXES else "text" if suffix in TEXT_SUFFIXES else "other"
-            problem = None if kind == "other" or follow_external_symlinks else _external_link(path, root)
-            yield FoundFile(path, kind, problem)
-
-
-def _external_link(path: Path, root: Path) -> str | None:
-    """Why ``path`` is not followed: a symlink whose target is outside ``root``; else ``None``."""
-    try:
-        if not path.is_symlink():
-            return None
-        target = Path(os.path.realpath(path))
-    except (OSError, ValueError):
-        return None  # reading it will report the problem
-    if target == root or root in target.parents:
-        return None
-    return (
-        f"symbolic link to {clean_path(target)[0]}, outside the ingested folder; "
-        "not followed (pass follow_external_symlinks=True to follow it)"
-    )
-
-
 def _b64decode(payload: str) -> bytes:
     try:
         return base64.b64decode("".join(payload.split()), validate=True)
@@ -415,6 +284,7 @@ __all__ = [
     "DEFAULT_MAX_TEXT_BYTES",
     "FoundFile",
     "IMAGE_SUFFIXES",
+    "media_kind",
     "LoadedImage",
     "MAX_SOURCE_CHARS",
     "TEXT_SUFFIXES",

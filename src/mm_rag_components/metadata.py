@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ConfigError, StoreError
-from .media import clean_text
+from .unicode import clean_text
 from .types import RECORD_KEYS
 
 #: Metadata keys our components write; user metadata may not use them.

@@ -15,24 +15,22 @@ differing build-time one is a ``StoreError``.
 Chroma (1.5) stores an update at once but uses it when it next loads the index: a running server
 or embedded process keeps the index it has loaded (with the old ``ef_search``) until it restarts.
 
-Several processes: an embedded ``PersistentClient`` is for one writing process at a time; a
-process reading the same directory may see part of another's write, and concurrent writers are
-not supported by Chroma. Share a database through a Chroma server (``make_client(None,
-host=..., port=...)``). :func:`writer_lock` (held by ingest) warns when another writer is active.
+Opening a client (embedded folder or server) and the writer lock live in
+:mod:`~mm_rag_components.chroma_client`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .chroma_client import (  # noqa: F401 - re-exported: the store's names since 0.1
+    CONCURRENT_WRITER_WARNING, WRITER_LOCK_NAME, make_client, plain_message, writer_lock,
+)
 from .errors import ConfigError, StoreError
 from .hnsw import check_hnsw, hnsw_update, stored_hnsw
 from .metadata import check_record
@@ -45,14 +43,6 @@ DIMENSION_KEY = "mmrag_dimension"
 _PAGE = 5000
 #: Page size when the client does not say its maximum batch size.
 _DEFAULT_PAGE = 1000
-WRITER_LOCK_NAME = "mm-rag-writer.lock"
-CONCURRENT_WRITER_WARNING = (
-    "another writer ({holder}) holds the embedded Chroma database at {path}: an embedded "
-    "PersistentClient is not safe for concurrent writers and readers may see partial writes; "
-    "run a Chroma server (`chroma run --path DIR`) and use MultimodalIndex(None, host=..., port=...)"
-)
-
-
 @dataclass
 class Hit:
     """One stored record; from a query, ``similarity`` is ``1 - cosine distance`` (else NaN)."""
@@ -61,74 +51,6 @@ class Hit:
     similarity: float
     metadata: dict[str, Any] = field(default_factory=dict)
     document: str | None = None
-
-
-def make_client(
-    path: str | Path | None = ".mm-rag/chroma",
-    *,
-    host: str | None = None,
-    port: int = 8000,
-    ssl: bool = False,
-    headers: Mapping[str, str] | None = None,
-    telemetry: bool = False,
-) -> Any:
-    """An embedded ``PersistentClient(path)``, or an ``HttpClient(host, port)`` when ``host`` is given.
-
-    Anonymous telemetry is off unless ``telemetry=True``. An unreachable server or unusable
-    path raises :class:`StoreError`.
-    """
-    import chromadb
-    from chromadb.config import Settings
-
-    settings = Settings(anonymized_telemetry=telemetry)
-    try:
-        if host is not None:
-            return chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=dict(headers or {}), settings=settings)
-        if path is None:
-            raise ConfigError("give a Chroma path for the embedded store, or host/port for a server")
-        Path(path).expanduser().mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(Path(path).expanduser()), settings=settings)
-    except ConfigError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - chromadb raises many types; one plain error for users
-        where = f"Chroma server at {host}:{port}" if host is not None else f"Chroma database at {path}"
-        raise StoreError(f"cannot open {where}: {_plain(exc)}") from exc
-
-
-def _plain(exc: BaseException) -> str:
-    """The first line of an exception's message, with its type when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def writer_lock(client: Any) -> Iterator[None]:
-    """Hold an advisory lock file in an embedded database while writing. When another live
-    writer (another process, or another index in this one) holds it, log a warning naming server
-    mode and go on: it detects, it does not serialise. No lock for servers or without ``fcntl``."""
-    try:
-        import fcntl
-
-        settings = client.get_settings()
-        directory = settings.persist_directory if settings.is_persistent else None
-        fd = os.open(Path(directory) / WRITER_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644) if directory else None
-    except Exception:  # noqa: BLE001 - Windows, a client that is not chromadb's, an unwritable folder
-        fd = None
-    if fd is None:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        who = "this process" if holder == str(os.getpid()) else f"process {holder or '?'}"
-        logger.warning(CONCURRENT_WRITER_WARNING.format(holder=who, path=directory))
-    try:
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _is_missing(exc: BaseException) -> bool:
@@ -175,6 +97,7 @@ class ChromaStore:
         self.name = collection
         self.embedder_name = embedder_name
         self.dimension = int(dimension)
+        self.create_on_open = bool(create_on_open)
         self._collection: Any = None
         self._bound = False
         self._page: int | None = None
@@ -183,6 +106,29 @@ class ChromaStore:
 
     def __repr__(self) -> str:
         return f"ChromaStore({self.name!r}, embedder={self.embedder_name!r}, dimension={self.dimension})"
+
+    def config(self) -> dict[str, Any]:
+        """Where the store is (the client's database folder, or its server's host and port) and
+        its arguments; :meth:`from_config` opens a client there again. A store on an in-memory
+        client cannot be saved."""
+        settings = self.client.get_settings()
+        if settings.is_persistent and settings.persist_directory:
+            where: dict[str, Any] = {"path": settings.persist_directory}
+        elif settings.chroma_server_host:
+            where = {"host": settings.chroma_server_host, "port": int(settings.chroma_server_http_port or 8000)}
+        else:
+            raise ConfigError("a ChromaStore on an in-memory client cannot be saved; open it with make_client(path) or host=")
+        return {
+            **where, "collection": self.name, "embedder_name": self.embedder_name, "dimension": self.dimension,
+            "create_on_open": self.create_on_open, "hnsw": dict(self.hnsw) or None,
+        }
+
+    @classmethod
+    def from_config(
+        cls, *, path: str | None = None, host: str | None = None, port: int = 8000, **arguments: Any,
+    ) -> ChromaStore:
+        """A store rebuilt from :meth:`config`: a client opened with :func:`make_client`."""
+        return cls(make_client(path, host=host, port=port), **arguments)
 
     @property
     def page_size(self) -> int:
@@ -216,7 +162,7 @@ class ChromaStore:
         except Exception as exc:  # noqa: BLE001
             if not create and _is_missing(exc):
                 return None
-            raise StoreError(f"cannot open Chroma collection {self.name!r}: {_plain(exc)}") from exc
+            raise StoreError(f"cannot open Chroma collection {self.name!r}: {plain_message(exc)}") from exc
         self._check_binding(handle, adopt=create)
         if self.hnsw:
             self._apply_hnsw(handle)
@@ -264,7 +210,7 @@ class ChromaStore:
         try:
             return fn(**kwargs)
         except Exception as exc:  # noqa: BLE001 - chromadb/httpx raise many types
-            raise StoreError(f"Chroma {what} on collection {self.name!r} failed: {_plain(exc)}") from exc
+            raise StoreError(f"Chroma {what} on collection {self.name!r} failed: {plain_message(exc)}") from exc
 
     def count(self) -> int:
         """How many records the collection holds (0 when it does not exist)."""

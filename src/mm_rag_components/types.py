@@ -15,8 +15,12 @@ logger = logging.getLogger(__name__)
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-Modality = Literal["text", "image"]
+Modality = Literal["text", "image", "image+text"]
+#: What the store holds and retrieval searches: a record is a text or an image.
 MODALITIES: tuple[Modality, ...] = ("text", "image")
+#: A candidate holding both an image and its text (e.g. a document page: its rendered image and
+#: its text layer), judged as one.
+MIXED: Modality = "image+text"
 
 # --------------------------------------------------------------------------------------------
 # Metadata keys, in one place. Components write these on candidates (and adapters copy them onto
@@ -28,6 +32,16 @@ SOURCE = "source"
 FILE_NAME = "file_name"
 SHA256 = "sha256"
 CHUNK = "chunk"
+#: Documents (PDFs) are ingested page by page; every record of a page (its image, its text
+#: chunks) carries the document's title, the 1-based page number, the page count and a page id
+#: shared by the page's records (``SOURCE`` is the document's path). Records sharing a page id
+#: can be grouped again into one mixed candidate. These keys are not reserved: items may carry
+#: them too (a ``page_id`` of your own groups your records the same way).
+TITLE = "title"
+PAGE = "page"
+PAGE_COUNT = "page_count"
+PAGE_ID = "page_id"
+PAGE_KEYS = (TITLE, PAGE, PAGE_COUNT, PAGE_ID)
 #: Written by retrieval: raw cosine similarity, rank within the modality, score scale.
 COSINE = "cosine"
 RANK = "rank"
@@ -47,6 +61,9 @@ LISTWISE_SCORE = "listwise_score"
 LISTWISE_PARSE_STATUS = "listwise_parse_status"
 LISTWISE_RATIONALE = "listwise_rationale"
 LISTWISE_FLAG = "listwise_flag"
+#: A flag shared by scorers, rerankers and the answer stage: a candidate's image could not be
+#: shown to a model that reads text only (it was judged on its text alone).
+IMAGE_NOT_SHOWN = "image_not_shown"
 #: Filtering: on an item kept only because of ``min_keep``, the reason it would have been dropped.
 FILTER_REASON = "filter_reason"
 
@@ -67,7 +84,7 @@ def _valid_unicode(text: str | None, what: str) -> str | None:
     U+FFFD, logged; valid text is returned as is."""
     if not text:
         return text
-    from .media import clean_text
+    from .unicode import clean_text
 
     cleaned, changed = clean_text(text)
     if changed:
@@ -146,6 +163,7 @@ __all__ = [
     "Candidate",
     "FILE_NAME",
     "FILTER_REASON",
+    "IMAGE_NOT_SHOWN",
     "ImageSource",
     "Item",
     "LISTWISE_FLAG",
@@ -154,9 +172,14 @@ __all__ = [
     "LISTWISE_RANK",
     "LISTWISE_RATIONALE",
     "LISTWISE_SCORE",
+    "MIXED",
     "MODALITIES",
     "MODALITY",
     "Modality",
+    "PAGE",
+    "PAGE_COUNT",
+    "PAGE_ID",
+    "PAGE_KEYS",
     "POINTWISE_KEYS",
     "PROVENANCE_KEYS",
     "Query",
@@ -169,4 +192,5 @@ __all__ = [
     "SCORE_SCALE",
     "SHA256",
     "SOURCE",
+    "TITLE",
 ]

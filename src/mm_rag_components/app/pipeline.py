@@ -105,6 +105,14 @@ class QAPipeline:
         self.relevance_filter = relevance_filter
         self.answerer = answerer
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (see :mod:`mm_rag_components.config`): the index, the retrieval
+        options, and the reranker, filter and answerer when present."""
+        return {
+            "index": self.index, "retrieval": self.retrieval, "reranker": self.reranker,
+            "relevance_filter": self.relevance_filter, "answerer": self.answerer,
+        }
+
     def warm_up(self) -> None:
         """Load every model now (embedders, reranker, answerer)."""
         for part in (self.index.image_embedder, self.index.text_embedder, self.reranker, self.answerer):

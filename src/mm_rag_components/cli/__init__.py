@@ -57,11 +57,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("serve", "serve the web chat over the index (127.0.0.1 only by default)",
             ".cli.qa_commands", "add_serve_options", "cmd_serve", True),
     Command("eval", "compare retriever, rerankers, fusion and filters on a data set; write a report",
-            ".eval.cli", "add_eval_arguments", "cmd_eval"),
+            ".cli.eval_commands", "add_eval_arguments", "cmd_eval"),
     Command("parity", "compare a model server's pointwise scores with the local model's",
-            ".remote.parity_cli", "add_parity_arguments", "cmd_parity"),
+            ".cli.parity_commands", "add_parity_arguments", "cmd_parity"),
     Command("train", "train your own yes/no reranker on your pairs or a captioned folder",
-            ".training.cli", "add_train_arguments", "cmd_train"),
+            ".cli.train_commands", "add_train_arguments", "cmd_train"),
 )
 
 

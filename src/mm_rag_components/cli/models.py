@@ -114,7 +114,7 @@ def chat_generator(spec: ModelSpec, args: argparse.Namespace) -> Any:
 
         return OpenAIChatGenerator(spec.served_name or "", base_url=spec.value, max_tokens=args.max_new_tokens,
                                    timeout=args.timeout, accepts_images=not args.text_only_server)
-    from ..rerank.generators import TransformersGenerator
+    from ..generation.transformers import TransformersGenerator
 
     return TransformersGenerator(_local(spec, args), max_new_tokens=_tokens(spec, args), device=args.device or "cpu")
 

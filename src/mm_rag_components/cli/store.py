@@ -48,7 +48,7 @@ def choose_model(args: argparse.Namespace, *, fallback: bool) -> tuple[str, bool
 
 
 def client(args: argparse.Namespace) -> Any:
-    from ..store import make_client
+    from ..chroma_client import make_client
 
     return make_client(None if args.host else args.db, host=args.host, port=args.port)
 

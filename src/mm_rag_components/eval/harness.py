@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from ..filters import FilterPolicy
 from ..rerank.listwise import ListwiseRanker
 from ..rerank.pointwise import PointwiseRanker
 from ..validate import number, positive_int
-from .candidates import Retrieved, ingest_task, open_index, retrieve_candidates
-from .datasets import EvalQuery, EvalTask
+from ..datasets.candidates import Retrieved, ingest_task, open_index, retrieve_candidates
+from ..datasets.task import EvalQuery, EvalTask
 from .metrics import DEFAULT_METRICS, kept_context, latency_stats, ranking_metrics
 from .report import HELD_OUT, TUNE, EvalReport, SystemResult
 from .systems import SystemRun, filter_run, listwise_run, policy_settings, reranked_run, retriever_run, score_pointwise
@@ -32,7 +33,7 @@ def evaluate(
     *,
     pointwise: PointwiseRanker | Mapping[str, PointwiseRanker] | None = None,
     listwise: ListwiseRanker | None = None,
-    top_n: int = 20,
+    depth: int = 20,
     tune_fraction: float = 0.5,
     seed: int = 0,
     fusion: bool | float = True,
@@ -43,24 +44,30 @@ def evaluate(
     text_embedder: Any = None,
     db_path: str | Path | None = None,
     progress: bool = False,
+    top_n: int | None = None,
 ) -> EvalReport:
     """Evaluate the systems on ``task`` and return an :class:`EvalReport`.
 
     ``index_or_embedder``: an embedder (the corpus is ingested into a temporary Chroma directory,
     or into ``db_path``, where a second run re-embeds nothing) or a ready ``MultimodalIndex``
-    holding the corpus (see :func:`~mm_rag_components.eval.candidates.ingest_task`).
+    holding the corpus (see :func:`~mm_rag_components.datasets.candidates.ingest_task`).
     ``pointwise``: a ranker, or ``{label: ranker}`` to compare several (e.g. templates); each adds
     ``pointwise``, ``fusion`` and filtered systems. ``fusion``: ``True`` tunes ``w`` over
     ``fusion_grid`` for ``tune_metric`` (a ranker's own ``fusion_weight`` is used as given), a
     number fixes it, ``False`` drops fusion. ``filtering``: ``True`` tunes a threshold (kept-context
     F1) on every base system, a mapping gives :class:`FilterPolicy` options (threshold tuned unless
     given), a policy is used as is, ``False`` drops filters. ``listwise`` runs on held-out queries.
+    ``depth``: candidates retrieved per query, the same for every system (``top_n`` is its former
+    name, deprecated: in rerankers ``top_n`` means how many to keep).
     """
     started = time.perf_counter()
     rankers = _rankers(pointwise)
     if listwise is not None:
         listwise = ListwiseRanker.create(reranker=listwise)
-    top_n = positive_int("top_n", top_n)
+    if top_n is not None:
+        warnings.warn("evaluate(top_n=...) is now depth=... (the old name goes in 0.3)", DeprecationWarning, stacklevel=2)
+        depth = top_n
+    depth = positive_int("depth", depth)
     fixed_fusion = None if isinstance(fusion, bool) else number("fusion", fusion, minimum=0.0)
     policy_options = _filter_options(filtering)
     metrics = list(dict.fromkeys([*metrics]))
@@ -81,7 +88,7 @@ def evaluate(
     notes = list(task.notes)
 
     retrieved, retriever_name = _candidates(
-        task, index_or_embedder, queries, top_n, text_embedder=text_embedder, db_path=db_path, progress=progress,
+        task, index_or_embedder, queries, depth, text_embedder=text_embedder, db_path=db_path, progress=progress,
         timing=timing, notes=notes,
     )
 
@@ -133,20 +140,20 @@ def evaluate(
         "corpus": len(task.corpus), "modalities": list(task.modalities),
     }
     settings = {
-        "top_n": top_n, "seed": seed, "tune_fraction": tune_fraction, "tune_metric": tune_metric, "metrics": metrics,
+        "depth": depth, "seed": seed, "tune_fraction": tune_fraction, "tune_metric": tune_metric, "metrics": metrics,
         "fusion_grid": list(fusion_grid), "filter": _describe_filter(filtering), "models": models,
     }
     return EvalReport(dataset, settings, results, sweeps, notes, timing)
 
 
 def _candidates(
-    task: EvalTask, index_or_embedder: Any, queries: list[EvalQuery], top_n: int, *, text_embedder: Any,
+    task: EvalTask, index_or_embedder: Any, queries: list[EvalQuery], depth: int, *, text_embedder: Any,
     db_path: str | Path | None, progress: bool, timing: dict[str, float], notes: list[str],
 ) -> tuple[dict[str, Retrieved], str]:
     """Every query's candidates, from a ready index or one built now (scratch directory removed)."""
     scratch, client = None, None
     if callable(getattr(index_or_embedder, "embed_texts", None)):
-        from ..store import make_client
+        from ..chroma_client import make_client
 
         scratch = None if db_path is not None else tempfile.mkdtemp(prefix="mm-rag-eval-")
         client = make_client(db_path or scratch)
@@ -166,7 +173,7 @@ def _candidates(
             if ingested.skipped:
                 notes.append(f"{len(ingested.skipped)} corpus entries could not be ingested: {ingested.skipped[0].reason}")
         step = time.perf_counter()
-        retrieved, retrieval_notes = retrieve_candidates(index, task, queries, top_n, progress=progress)
+        retrieved, retrieval_notes = retrieve_candidates(index, task, queries, depth, progress=progress)
         timing["retrieval_s"] = time.perf_counter() - step
     finally:
         _close(client, scratch)

@@ -1,17 +1,15 @@
 """Draw an :class:`~mm_rag_components.eval.report.EvalReport` on a matplotlib ``Figure``
-(object API only: no pyplot, no global backend change)."""
+(object API only: no pyplot, no global backend change). The report is read, never imported:
+this module knows only the report's fields."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .report import EvalReport
-
-HELD_OUT = "held_out"
+from .names import HELD_OUT, metric_label
 
 
-def draw(figure: Any, report: EvalReport) -> None:
+def draw(figure: Any, report: Any) -> None:
     """Up to three panels: held-out metrics per system; fusion sweeps; filter precision/recall."""
     filters = [s for s in report.systems if s.kind == "filter"]
     sweeps = [s for s in report.sweeps if s["parameter"] == "fusion_weight"]
@@ -38,9 +36,7 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _metrics_panel(ax: Any, report: EvalReport) -> None:
-    from .report import _label
-
+def _metrics_panel(ax: Any, report: Any) -> None:
     metrics = list(report.settings.get("metrics", []))
     systems = report.systems
     width = 0.8 / max(len(systems), 1)
@@ -48,14 +44,14 @@ def _metrics_panel(ax: Any, report: EvalReport) -> None:
         values = [system.metrics.get(HELD_OUT, {}).get(m) or 0.0 for m in metrics]
         xs = [j - 0.4 + width * (i + 0.5) for j in range(len(metrics))]
         ax.bar(xs, values, width=width, label=system.name, color=colour)
-    ax.set_xticks(range(len(metrics)), [_label(m) for m in metrics])
+    ax.set_xticks(range(len(metrics)), [metric_label(m) for m in metrics])
     ax.set_ylim(0, 1)
     ax.set_ylabel("held-out")
     ax.set_title("ranking quality per system")
     ax.grid(axis="y", alpha=0.3)
 
 
-def _sweep_panel(ax: Any, report: EvalReport, sweeps: list[dict[str, Any]]) -> None:
+def _sweep_panel(ax: Any, report: Any, sweeps: list[dict[str, Any]]) -> None:
     metric = sweeps[0]["objective"]
     for sweep, colour in zip(sweeps, _colours(len(sweeps))):
         xs = [p["value"] for p in sweep["points"]]

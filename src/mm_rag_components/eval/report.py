@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .names import HELD_OUT, TUNE, metric_label
 
-HELD_OUT = "held_out"
-TUNE = "tune"
 KEPT_KEYS = ("kept_precision", "kept_recall", "kept_f1", "mean_kept")
 
 
@@ -94,7 +93,7 @@ class EvalReport:
             f"tune: {d.get('queries', {}).get(TUNE)} queries ({d.get('items', {}).get(TUNE)} items); split by item, "
             f"seed {self.settings.get('seed')}",
             f"- corpus: {d.get('corpus')} entries ({', '.join(d.get('modalities', []))}); "
-            f"top-{self.settings.get('top_n')} candidates per query, the same for every system",
+            f"top-{self.settings.get('depth', self.settings.get('top_n'))} candidates per query, the same for every system",
         ]
         for role, model in self.settings.get("models", {}).items():
             lines.append(f"- {role}: {model}")
@@ -108,7 +107,7 @@ class EvalReport:
         if self.settings.get("command"):
             lines.append(f"- reproduce: `{self.settings['command']}`")
         lines.append("")
-        header = ["system", *(_label(m) for m in metrics)]
+        header = ["system", *(metric_label(m) for m in metrics)]
         if has_filter:
             header += ["kept P", "kept R", "kept/q"]
         header += ["ms mean", "ms p50", "ms p95", "setting"]
@@ -150,12 +149,6 @@ class EvalReport:
         paths["markdown"].write_text(self.to_markdown(), encoding="utf-8")
         self.plot(paths["png"])
         return paths
-
-
-def _label(metric: str) -> str:
-    name, _, k = metric.partition("@")
-    short = {"recall": "R", "precision": "P", "mrr": "MRR", "ndcg": "nDCG", "hit_rate": "Hit", "map": "MAP"}.get(name, name)
-    return f"{short}@{k}" if k else short
 
 
 def _number(value: Any, digits: int = 3) -> str:

@@ -26,8 +26,8 @@ from ..rerank.base import reranked_copy
 from ..rerank.pointwise import PointwiseRanker
 from ..scoring.base import PointScore
 from ..types import Candidate
-from .candidates import Retrieved, _progress
-from .datasets import EvalQuery
+from ..datasets.candidates import Retrieved, _progress
+from ..datasets.task import EvalQuery
 
 
 @dataclass

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..filters import FilterPolicy
-from .candidates import Retrieved
-from .datasets import EvalQuery
+from ..datasets.candidates import Retrieved
+from ..datasets.task import EvalQuery
 from .metrics import Qrels, kept_context, ranking_metrics
 from .systems import PointwiseScores, SystemRun, filter_decisions, reranked_run
 

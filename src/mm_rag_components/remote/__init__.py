@@ -19,10 +19,12 @@ _LAZY: dict[str, str] = {
     "JsonClient": "http",
     "ParityReport": "parity",
     "parity": "parity",
-    "run_parity_command": "parity",
     "dequantised_model_dir": "gguf",
 }
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+#: Moved out of the library: ``mm-rag parity`` is a command (``cli.main(["parity", ...])``).
+_DEPRECATED = {"run_parity_command": ("mm_rag_components.cli.parity_commands", "run")}
+
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _DEPRECATED)
 
 __all__ = list(_LAZY)

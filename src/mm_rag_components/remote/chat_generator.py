@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from ..errors import ConfigError
-from ..rerank.chat import ChatTurn, check_image_format, encode_image
+from ..generation.base import ChatTurn
+from ..generation.images import check_image_format, encode_image
 from ..validate import boolean, positive_int, text
 from .http import RemoteError, extra_body_dict, openai_client, retry_after_seconds
 

@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import BackendError, ConfigError, MediaError
 from ..media import DEFAULT_MAX_PIXELS
 from ..rerank.base import join_flags
-from ..rerank.chat import check_image_format
+from ..generation.images import check_image_format
 from ..scoring.base import EMPTY_CANDIDATE, IMAGE_NOT_SHOWN, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
 from ..scoring.prompt_builder import PROMPT_TOO_LONG
 from ..scoring.templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template

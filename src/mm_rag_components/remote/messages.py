@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import MediaError
 from ..media import DEFAULT_MAX_PIXELS, is_url, load_image_with_hash
-from ..rerank.chat import encode_image
+from ..generation.images import encode_image
 from ..scoring.templates import PointwiseTemplate
 from ..types import ImageSource
 

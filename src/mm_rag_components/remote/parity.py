@@ -197,11 +197,4 @@ def parity(remote: RelevanceScorer, local: RelevanceScorer, pairs: Pairs) -> Par
     )
 
 
-def run_parity_command(argv: Sequence[str] | None = None) -> int:
-    """``mm-rag parity …`` (see :mod:`.parity_cli`); returns the exit status."""
-    from .parity_cli import run
-
-    return run(argv)
-
-
-__all__ = ["DEFAULT_TOLERANCE", "ParityReport", "QueryParity", "kendall_tau", "parity", "run_parity_command", "spearman"]
+__all__ = ["DEFAULT_TOLERANCE", "ParityReport", "QueryParity", "kendall_tau", "parity", "spearman"]

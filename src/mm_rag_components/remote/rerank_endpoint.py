@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import BackendError, ConfigError, MediaError
 from ..media import DEFAULT_MAX_PIXELS
-from ..rerank.chat import check_image_format
+from ..generation.images import check_image_format
 from ..scoring.base import EMPTY_CANDIDATE, UNREADABLE_IMAGE, PointScore
 from ..types import Candidate, Query
 from ..validate import boolean, one_of, positive_int, text

@@ -7,7 +7,7 @@ Both return a :class:`RerankResult` of new candidates, best first.
 """
 
 from .base import RerankResult, Reranker
-from .chat import ChatTurn, ListwiseGenerator
+from ..generation.base import ChatTurn, ListwiseGenerator  # ListwiseGenerator: the former name of Generator
 from .listwise import ListwiseRanker, ListwiseResult
 from .listwise_prompts import COT_PROMPT, DIRECT_PROMPT, ListwisePrompt
 from .parse import ParsedRanking, parse_ranking

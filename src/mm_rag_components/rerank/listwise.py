@@ -34,16 +34,8 @@ from ..types import LISTWISE_FLAG, LISTWISE_PARSE_STATUS, LISTWISE_RANK, LISTWIS
 from ..types import Candidate, ImageSource, Query
 from ..validate import boolean, integer, no_unknown, number, positive_int
 from .base import RerankResult, check_query, cut, reranked_copy
-from .chat import (
-    FLAG_GENERATOR_ERROR,
-    FLAG_TIMEOUT,
-    ChatTurn,
-    GeneratorCall,
-    ListwiseGenerator,
-    acall_generator,
-    call_generator,
-    in_daemon_thread,
-)
+from ..generation.base import ChatTurn, Generator
+from ..generation.calls import FLAG_GENERATOR_ERROR, FLAG_TIMEOUT, GeneratorCall, acall_generator, call_generator, in_daemon_thread
 from .listwise_prompts import (
     COT_PROMPT,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -134,7 +126,7 @@ def _default_image_of(candidate: Candidate) -> ImageSource | None:
 class ListwiseRanker:
     """Rank candidates for a query with a listwise (chain-of-thought) multimodal LLM prompt.
 
-    ``generator`` follows :class:`~mm_rag_components.rerank.chat.ListwiseGenerator`; build one
+    ``generator`` follows :class:`~mm_rag_components.generation.base.Generator`; build one
     from a local model with :meth:`create`. ``timeout`` (seconds, finite) bounds each generator
     call: a timed-out call is abandoned (its daemon thread keeps neither the process nor the
     event loop waiting) and told to stop when the generator takes a ``stop_event``.
@@ -143,7 +135,7 @@ class ListwiseRanker:
 
     def __init__(
         self,
-        generator: ListwiseGenerator,
+        generator: Generator,
         *,
         top_n: int | None = None,
         prompt: str | ListwisePrompt = COT_PROMPT,
@@ -188,14 +180,14 @@ class ListwiseRanker:
         cls,
         model: str | Path | None = None,
         *,
-        generator: ListwiseGenerator | None = None,
+        generator: Generator | None = None,
         reranker: ListwiseRanker | None = None,
         **options: Any,
     ) -> ListwiseRanker:
         """The one place a listwise reranker is built from keywords (every adapter uses it).
 
         Give exactly one of ``reranker`` (returned as is), ``generator``, or ``model`` (a local
-        model name or directory for :class:`~mm_rag_components.rerank.generators.TransformersGenerator`,
+        model name or directory for :class:`~mm_rag_components.generation.transformers.TransformersGenerator`,
         which takes the options the ranker does not, e.g. ``max_new_tokens``, ``device``).
         """
         if sum(x is not None for x in (model, generator, reranker)) != 1:
@@ -205,15 +197,10 @@ class ListwiseRanker:
             if not isinstance(reranker, ListwiseRanker):
                 raise ConfigError(f"reranker must be a ListwiseRanker, got {type(reranker).__name__}")
             return reranker
-        own = {k: options.pop(k) for k in _RANKER_OPTIONS if k in options}
-        if generator is None:
-            from .generators import TransformersGenerator
+        from ..generation.transformers import generator_or_local
 
-            no_unknown("ListwiseRanker / TransformersGenerator", options, TransformersGenerator.OPTIONS)
-            generator = TransformersGenerator(model, **options)  # type: ignore[arg-type]
-        else:
-            no_unknown("ListwiseRanker (generator options apply only with model=)", options, _RANKER_OPTIONS)
-        return cls(generator, **own)
+        own = {k: options.pop(k) for k in _RANKER_OPTIONS if k in options}
+        return cls(generator_or_local(model, generator, options, "ListwiseRanker"), **own)
 
     @property
     def name(self) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..types import Candidate, Query
+from ..types import IMAGE_NOT_SHOWN, Candidate, Query
 
 #: Flags a scorer may set on a candidate it could not score normally.
 UNREADABLE_IMAGE = "unreadable_image"
@@ -17,8 +17,6 @@ TRUNCATED = "truncated"
 EMPTY_CANDIDATE = "empty_candidate"
 #: An image candidate without an image source, scored on its text alone.
 MISSING_IMAGE = "missing_image"
-#: An image the model could not be shown (it reads text only): judged on the text alone.
-IMAGE_NOT_SHOWN = "image_not_shown"
 
 
 @dataclass(frozen=True)

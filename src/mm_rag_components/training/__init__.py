@@ -28,10 +28,10 @@ _LAZY: dict[str, str] = {
     "TrainResult": "trainer",
     "train_reranker": "trainer",
     "evaluate_pairs": "trainer",
-    "add_train_arguments": "cli",
-    "cmd_train": "cli",
 }
+#: The command moved to the CLI package (``mm-rag train``).
+_DEPRECATED = {name: ("mm_rag_components.cli.train_commands", name) for name in ("add_train_arguments", "cmd_train")}
 
-__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, _DEPRECATED)
 
 __all__ = list(_LAZY)

@@ -3,7 +3,7 @@
 Two sources:
 
 * **a captioned folder** (``captions.jsonl``, the layout the evaluation harness reads, see
-  :mod:`mm_rag_components.eval.datasets`): queries, corpus and relevance come from one of its tasks
+  :mod:`mm_rag_components.datasets`): queries, corpus and relevance come from one of its tasks
   (``caption2caption``, ``text2image``, ``image2text``); negatives are mined with the project's
   own retriever (:mod:`.mining`);
 * **a JSONL of pairs**, one object per line::
@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, MediaError
-from ..eval.datasets import split_groups
-from ..eval.files import read_jsonl
+from ..datasets.task import split_groups
+from ..datasets.files import read_jsonl
 
 PAIR_KEYS = ("query", "query_image", "candidate", "candidate_image", "label", "group")
 
@@ -116,7 +116,7 @@ def read_pairs(path: str | Path) -> list[Example]:
 
 
 def split_examples(examples: Sequence[Example], held_out_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """(train, held-out) pairs, split by ``group`` with :func:`~mm_rag_components.eval.datasets.split_groups`."""
+    """(train, held-out) pairs, split by ``group`` with :func:`~mm_rag_components.datasets.task.split_groups`."""
     if not examples:
         raise ConfigError("no training pairs")
     held, _ = split_groups([e.group for e in examples], held_out_fraction, seed)

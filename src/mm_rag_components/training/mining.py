@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import ConfigError
-from ..eval.candidates import ingest_task, open_index, retrieve_candidates
-from ..eval.datasets import EvalDoc, EvalQuery, EvalTask, split_groups
+from ..datasets.candidates import ingest_task, open_index, retrieve_candidates
+from ..datasets.task import EvalDoc, EvalQuery, EvalTask, split_groups
 from ..validate import integer, positive_int
 from .data import Example
 
@@ -82,7 +82,7 @@ def _example(query: EvalQuery, doc: EvalDoc, label: int) -> Example:
 
 def _retrieve(task: EvalTask, embedder: Any, pool: int, text_embedder: Any) -> dict[str, list[str]]:
     """Corpus ids per query, best first, from a scratch Chroma index of the task's corpus."""
-    from ..store import make_client
+    from ..chroma_client import make_client
 
     scratch = tempfile.mkdtemp(prefix="mm-rag-train-")
     client = make_client(scratch)

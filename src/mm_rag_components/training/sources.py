@@ -34,7 +34,7 @@ def load_pairs(
     """Pairs from ``path``: a captioned folder (task default ``caption2caption``; negatives mined
     with ``embedder``, random without one; each side mined within its own items) or a ``.jsonl``
     file of pairs. Split by item: ``held_out_fraction`` of the items (seeded) are held out."""
-    from ..eval.datasets import load_dataset
+    from ..datasets.loading import load_dataset
 
     held_out_fraction = number("held_out_fraction", held_out_fraction, minimum=0.0, maximum=0.9)
     source = Path(path).expanduser()
@@ -54,7 +54,7 @@ def pairs_from_task(
     task: Any, embedder: Any = None, *, held_out_fraction: float = 0.2, seed: int = 0,
     positives: int = 4, negatives: int = 4, pool: int = 20,
 ) -> PairSet:
-    """Pairs from an :class:`~mm_rag_components.eval.datasets.EvalTask`, split by item, each side
+    """Pairs from an :class:`~mm_rag_components.datasets.task.EvalTask`, split by item, each side
     mined within its own items (see :func:`load_pairs`)."""
     from .mining import mine_pairs, split_task
 

@@ -1,5 +1,4 @@
-"""What every Haystack component here shares: the saved-pipeline envelope around our configs,
-and warming an index's embedders.
+"""What every Haystack component here shares: the saved-pipeline envelope around our configs.
 
 Components save as Haystack expects (``{"type": "<module>.<Class>", "init_parameters": {...}}``);
 inside ``init_parameters`` the wrapped core object is the plain data of
@@ -35,26 +34,9 @@ def init_parameters(cls: type, data: object) -> dict[str, Any]:
     return dict(params)
 
 
-class _Options:
-    """A holder so :func:`config.to_dict` encodes loose keyword options (nested components,
-    paths, torch dtypes, secrets left out) exactly as it encodes a component's arguments."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.values = values
-
-    def config(self) -> dict[str, Any]:
-        return self.values
-
-
-def encode_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Keyword options as plain data (a :class:`ConfigError` for what cannot be saved)."""
-    encoded = config.to_dict(_Options(options))
-    encoded.pop(config.TYPE_KEY)
-    return encoded
-
-
 def decode_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`encode_options`: saved components are rebuilt, the rest passes."""
+    """Keyword options saved as plain data (the 0.1 shape of a pointwise reranker built from a
+    model): saved components are rebuilt, the rest passes."""
     def revive(value: Any) -> Any:
         saved = isinstance(value, dict) and isinstance(value.get(config.TYPE_KEY), str)
         return config.from_dict(value) if saved else value
@@ -62,12 +44,4 @@ def decode_options(options: dict[str, Any]) -> dict[str, Any]:
     return {key: revive(value) for key, value in options.items()}
 
 
-def warm_index(index: Any) -> None:
-    """Load the index's embedders now (they otherwise load on first use)."""
-    for embedder in (index.image_embedder, index.text_embedder):
-        warm = getattr(embedder, "warm_up", None)
-        if callable(warm):
-            warm()
-
-
-__all__ = ["decode_options", "encode_options", "envelope", "init_parameters", "warm_index"]
+__all__ = ["decode_options", "envelope", "init_parameters"]

@@ -26,8 +26,8 @@ from haystack import Document
 from haystack.dataclasses import ByteStream, ImageContent
 
 from ...errors import ConfigError
-from ...index import TEXT_SUFFIXES
-from ...media import IMAGE_SUFFIXES, is_url, read_regular_file
+from ...files import IMAGE_SUFFIXES
+from ...media import is_url
 from ...types import MODALITY, PROVENANCE_KEYS, RECORD_KEYS, RETRIEVAL_SCORE, SOURCE
 from ...types import Candidate, ImageSource, Item, Query
 
@@ -130,20 +130,6 @@ def document_to_item(document: Document) -> Item:
     return Item(text=document.content or "", metadata=meta)  # empty text: reported as skipped by ingest
 
 
-def path_to_item(path: Path, max_text_bytes: int | None = None) -> Item | None:
-    """An :class:`Item` for one image or text file (``None`` for other file types); the index
-    reads the image itself. Raises ``MediaError`` / ``UnicodeDecodeError`` for unreadable text
-    (only regular files of at most ``max_text_bytes`` are read); the caller reports it."""
-    suffix = path.suffix.lower()
-    source = str(path.expanduser().resolve())
-    if suffix in IMAGE_SUFFIXES:
-        return Item(image=source, source=source)
-    if suffix in TEXT_SUFFIXES:
-        data = read_regular_file(source, max_bytes=max_text_bytes, limit_name="max_text_bytes")
-        return Item(text=data.decode("utf-8-sig"), source=source)
-    return None
-
-
 def _document_image(document: Document) -> tuple[str | None, bytes | None]:
     """The image file path/URL and/or inline bytes of an image document, else ``(None, None)``."""
     meta = document.meta
@@ -162,7 +148,7 @@ def _document_image(document: Document) -> tuple[str | None, bytes | None]:
 
 def _blob(image: ImageSource) -> ByteStream:
     if hasattr(image, "getpixel"):  # a PIL image
-        from ...rerank.chat import encode_image
+        from ...generation.images import encode_image
 
         data, mime = encode_image(image)  # type: ignore[arg-type]
         return ByteStream(data=data, mime_type=mime)
@@ -183,6 +169,5 @@ __all__ = [
     "document_to_candidate",
     "document_to_item",
     "make_query",
-    "path_to_item",
     "query_image",
 ]

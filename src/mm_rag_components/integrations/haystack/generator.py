@@ -12,7 +12,8 @@ from typing import Any
 from haystack.dataclasses import ChatMessage, ImageContent
 
 from ...errors import BackendError, ConfigError
-from ...rerank.chat import ChatTurn, check_image_format, encode_image
+from ...generation.base import ChatTurn
+from ...generation.images import check_image_format, encode_image
 from ...validate import boolean
 
 

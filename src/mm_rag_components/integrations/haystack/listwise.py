@@ -13,8 +13,9 @@ from haystack.utils import deserialize_chatgenerator_inplace
 
 from ... import config
 from ...errors import ConfigError
-from ...rerank.chat import ListwiseGenerator, generator_for
+from ...generation.base import Generator, generator_for
 from ...rerank.listwise import ListwiseRanker
+from ...rerank.options import ListwiseOptions, Unpack
 from .common import envelope, init_parameters
 from .generator import HaystackChatGenerator
 from .rerank_common import RerankComponent
@@ -47,12 +48,12 @@ class ListwiseReranker(RerankComponent):
         model: str | Path | None = None,
         *,
         chat_generator: Any = None,
-        generator: ListwiseGenerator | None = None,
+        generator: Generator | None = None,
         reranker: ListwiseRanker | None = None,
         image_format: str | None = None,
         generation_kwargs: Mapping[str, Any] | None = None,
         accepts_images: bool | None = None,
-        **options: Any,
+        **options: Unpack[ListwiseOptions],
     ) -> None:
         given = {"image_format": image_format, "generation_kwargs": generation_kwargs, "accepts_images": accepts_images}
         chat_options = {k: v for k, v in given.items() if v is not None}

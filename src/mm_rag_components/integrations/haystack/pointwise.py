@@ -9,8 +9,9 @@ from haystack import component
 
 from ... import config
 from ...rerank.pointwise import PointwiseRanker
+from ...rerank.options import PointwiseOptions, Unpack
 from ...scoring.base import RelevanceScorer
-from .common import decode_options, encode_options, envelope, init_parameters
+from .common import decode_options, envelope, init_parameters
 from .rerank_common import RerankComponent
 
 
@@ -41,20 +42,18 @@ class PointwiseReranker(RerankComponent):
         *,
         scorer: RelevanceScorer | None = None,
         reranker: PointwiseRanker | None = None,
-        **options: Any,
+        **options: Unpack[PointwiseOptions],
     ) -> None:
         self._init_core(PointwiseRanker.create(model, scorer=scorer, reranker=reranker, **options))
-        self._model_options = {"model": str(model), **options} if model is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        """Built from ``model``: the model and options as given; otherwise the core reranker's
-        config (``config.to_dict``: scorer, template, calibration …, never weights)."""
-        if self._model_options is not None:
-            return envelope(self, **encode_options(self._model_options))
+        """The core reranker's config (``config.to_dict``: scorer, template, calibration …, never
+        weights), however the component was built."""
         return envelope(self, reranker=config.to_dict(self.reranker))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PointwiseReranker:
+        """Rebuild from :meth:`to_dict` (and from the model-and-options shape of 0.1, read as given)."""
         params = init_parameters(cls, data)
         if "reranker" in params:
             return cls(reranker=config.from_dict(params["reranker"]))

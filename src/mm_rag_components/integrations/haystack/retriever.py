@@ -12,7 +12,7 @@ from ... import config
 from ...errors import ConfigError
 from ...index import MultimodalIndex
 from ...retrieval import RetrievalOptions, retrieve
-from .common import envelope, init_parameters, warm_index
+from .common import envelope, init_parameters
 from .documents import candidate_to_document, make_query
 
 
@@ -42,7 +42,7 @@ class MultimodalRetriever:
 
     def warm_up(self) -> None:
         """Load the index's embedders."""
-        warm_index(self.index)
+        self.index.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
         """The index (store location, embedders) and the retrieval options, as plain data."""

@@ -10,11 +10,10 @@ from typing import Any
 from haystack import Document, component
 
 from ... import config
-from ...errors import ConfigError, MediaError
-from ...index import IngestReport, MultimodalIndex, Skipped
-from ...types import Item
-from .common import envelope, init_parameters, warm_index
-from .documents import check_documents, document_to_item, path_to_item
+from ...errors import ConfigError
+from ...index import MultimodalIndex
+from .common import envelope, init_parameters
+from .documents import check_documents, document_to_item
 
 
 @component
@@ -41,7 +40,7 @@ class MultimodalDocumentWriter:
 
     def warm_up(self) -> None:
         """Load the index's embedders."""
-        warm_index(self.index)
+        self.index.warm_up()
 
     def to_dict(self) -> dict[str, Any]:
         return envelope(self, index=config.to_dict(self.index))
@@ -60,37 +59,12 @@ class MultimodalDocumentWriter:
         """Ingest ``documents`` and ``sources`` (at least one must be given)."""
         if documents is None and sources is None:
             raise ConfigError("MultimodalDocumentWriter needs documents or sources")
-        docs, paths = check_documents(documents or []), _paths(sources)
-        report = IngestReport()
-        items = self._file_items(paths, report) + [document_to_item(d) for d in docs]
-        if items:
-            _add(report, self.index.ingest(items, show_progress=False))
+        docs = check_documents(documents or [])
+        report = self.index.ingest_paths(_paths(sources), show_progress=False)
+        if docs:
+            report.add(self.index.ingest([document_to_item(d) for d in docs], show_progress=False))
         counts = {f.name: _count(getattr(report, f.name)) for f in fields(report)}
         return {"documents_written": report.records, "counts": counts, "summary": report.summary()}
-
-    def _file_items(self, paths: list[Path], report: IngestReport) -> list[Item]:
-        """Ingest folders now; items for single files (unreadable or missing ones are reported)."""
-        items: list[Item] = []
-        for path in paths:
-            if path.is_dir():
-                _add(report, self.index.ingest_folder(path, show_progress=False))
-                continue
-            if not path.exists():
-                report.skipped.append(Skipped(str(path), "no such file or folder"))
-                continue
-            try:
-                item = path_to_item(path, getattr(self.index, "max_text_bytes", None))
-            except MediaError as exc:
-                report.skipped.append(Skipped(str(path), str(exc)))
-                continue
-            except UnicodeDecodeError as exc:
-                report.skipped.append(Skipped(str(path), f"not UTF-8 text ({exc.reason} at byte {exc.start})"))
-                continue
-            if item is None:
-                report.ignored += 1
-            else:
-                items.append(item)
-        return items
 
     @component.output_types(documents_written=int, counts=dict[str, int], summary=str)
     async def run_async(
@@ -109,16 +83,6 @@ def _paths(sources: object) -> list[Path]:
     if bad:
         raise ConfigError(f"sources must be paths, got {type(bad[0]).__name__}")
     return [Path(s).expanduser() for s in sources]
-
-
-def _add(total: IngestReport, part: IngestReport) -> None:
-    """Add ``part``'s counts and lists (skipped files, notes) to ``total``."""
-    for f in fields(IngestReport):
-        mine, theirs = getattr(total, f.name), getattr(part, f.name)
-        if isinstance(mine, list):
-            mine.extend(theirs)
-        else:
-            setattr(total, f.name, mine + theirs)
 
 
 def _count(value: int | list[Any]) -> int:

@@ -11,7 +11,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from ...errors import BackendError, ConfigError
-from ...rerank.chat import ChatTurn, check_image_format, encode_image
+from ...generation.base import ChatTurn
+from ...generation.images import check_image_format, encode_image
 
 _MESSAGES = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError
-from ...rerank.chat import ListwiseGenerator, generator_for
+from ...generation.base import Generator, generator_for
 from ...rerank.listwise import ListwiseRanker, ListwiseResult
+from ...rerank.options import ListwiseOptions, Unpack
 from .rerank_common import FilterLike, MultimodalReranker
 
 
@@ -33,10 +34,10 @@ class ListwiseReranker(MultimodalReranker):
         *,
         reranker: ListwiseRanker | None = None,
         llm: Any = None,
-        generator: ListwiseGenerator | None = None,
+        generator: Generator | None = None,
         image_format: str | None = None,
         relevance_filter: FilterLike = None,
-        **options: Any,
+        **options: Unpack[ListwiseOptions],
     ) -> None:
         from .generator import LangChainGenerator
 

@@ -9,7 +9,8 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 
 from ...errors import BackendError, ConfigError
-from ...rerank.chat import ChatTurn, check_image_format, encode_image
+from ...generation.base import ChatTurn
+from ...generation.images import check_image_format, encode_image
 
 
 class LlamaIndexGenerator:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...rerank.chat import ListwiseGenerator, generator_for
+from ...generation.base import Generator, generator_for
 from ...rerank.listwise import ListwiseRanker, ListwiseResult
+from ...rerank.options import ListwiseOptions, Unpack
 from .rerank_common import RerankPostprocessor
 
 
@@ -30,10 +31,10 @@ class ListwiseReranker(RerankPostprocessor):
         *,
         reranker: ListwiseRanker | None = None,
         llm: Any = None,
-        generator: ListwiseGenerator | None = None,
+        generator: Generator | None = None,
         image_format: str | None = None,
         chat_kwargs: dict[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[ListwiseOptions],
     ) -> None:
         from .generator import LlamaIndexGenerator
 

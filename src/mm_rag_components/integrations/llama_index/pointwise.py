@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ...rerank.pointwise import PointwiseRanker
+from ...rerank.options import PointwiseOptions, Unpack
 from ...scoring.base import RelevanceScorer
 from .rerank_common import RerankPostprocessor
 
@@ -27,7 +27,7 @@ class PointwiseReranker(RerankPostprocessor):
         *,
         reranker: PointwiseRanker | None = None,
         scorer: RelevanceScorer | None = None,
-        **options: Any,
+        **options: Unpack[PointwiseOptions],
     ) -> None:
         super().__init__(PointwiseRanker.create(model, scorer=scorer, reranker=reranker, **options))
 

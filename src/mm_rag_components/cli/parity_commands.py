@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .parity import DEFAULT_TOLERANCE, parity
+from ..remote.parity import DEFAULT_TOLERANCE, parity
 
 #: Used when no ``--pairs`` file is given: three queries, five short documents each.
 SAMPLE_PAIRS: list[tuple[str, list[str]]] = [
@@ -65,7 +65,7 @@ def _pairs(path: str | None) -> list[tuple[str, list[str]]]:
 
 def _local_dir(args: argparse.Namespace) -> str:
     if args.gguf:
-        from .gguf import dequantised_model_dir
+        from ..remote.gguf import dequantised_model_dir
 
         gguf = Path(args.gguf)
         if not gguf.is_file() and args.model:
@@ -79,7 +79,7 @@ def _local_dir(args: argparse.Namespace) -> str:
 def cmd_parity(args: argparse.Namespace) -> int:
     """Run the parity check for parsed ``args``; prints the report; returns the exit status."""
     from ..scoring.transformers_scorer import TransformersScorer
-    from .chat_scorer import OpenAIChatScorer
+    from ..remote.chat_scorer import OpenAIChatScorer
 
     pairs = _pairs(args.pairs)  # a bad file fails before any model loads
     local_dir = _local_dir(args)
@@ -108,7 +108,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 def run(argv: Sequence[str] | None = None) -> int:
     """``mm-rag parity ARGS``; errors are one line on stderr with exit status 2."""
-    from ..cli import main
+    from . import main
 
     return main(["parity", *(sys.argv[1:] if argv is None else argv)])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .datasets import QRELS_TASK, EvalDoc, EvalQuery, EvalTask
+from .task import QRELS_TASK, EvalDoc, EvalQuery, EvalTask
 from .files import check_unique, image_path, read_id, read_jsonl
 
 QRELS_FILES = ("qrels.jsonl", "qrels.txt", "qrels.tsv")

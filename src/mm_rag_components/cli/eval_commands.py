@@ -44,7 +44,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     models.add_argument("--device", default=None, help="torch device for the rerankers (default: cpu / the scorer's choice)")
     models.add_argument("--batch-size", type=int, default=8, metavar="N", help="pointwise candidates per forward pass (default 8)")
     run = parser.add_argument_group("run")
-    run.add_argument("--top-n", type=int, default=20, metavar="N", help="candidates retrieved per query, shared by all systems (default 20)")
+    run.add_argument("--depth", "--top-n", dest="depth", type=int, default=20, metavar="N",
+                     help="candidates retrieved per query, shared by all systems (default 20; --top-n is its former name)")
     run.add_argument("--tune-fraction", type=float, default=0.5, metavar="F", help="share of items used to tune (default 0.5)")
     run.add_argument("--seed", type=int, default=0, help="seed of the item split (default 0)")
     run.add_argument("--max-items", type=int, metavar="N", help="use the queries of at most N items (seeded)")
@@ -74,8 +75,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .datasets import load_dataset
-    from .harness import evaluate
+    from ..datasets.loading import load_dataset
+    from ..eval.harness import evaluate
 
     _check(args)
     out = Path(args.out).expanduser()
@@ -93,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     if filtering and args.filter_threshold is not None:
         filtering["threshold"] = args.filter_threshold
     report = evaluate(
-        task, embedder, pointwise=pointwise, listwise=listwise, top_n=args.top_n,
+        task, embedder, pointwise=pointwise, listwise=listwise, depth=args.depth,
         tune_fraction=args.tune_fraction, seed=args.seed,
         fusion=False if args.no_fusion else (args.fusion_weight if args.fusion_weight is not None else True),
         filtering=filtering, tune_metric=args.tune_metric, db_path=args.db, progress=args.verbose,
@@ -110,7 +111,7 @@ def _check(args: argparse.Namespace) -> None:
     """Argument checks that need no model."""
     from ..scoring.templates import get_template
 
-    for name, value, low in (("--top-n", args.top_n, 1), ("--batch-size", args.batch_size, 1),
+    for name, value, low in (("--depth", args.depth, 1), ("--batch-size", args.batch_size, 1),
                              ("--listwise-max-new-tokens", args.listwise_max_new_tokens, 1),
                              ("--listwise-window", args.listwise_window, 2), ("--filter-min-keep", args.filter_min_keep, 0)):
         if value < low:
@@ -188,8 +189,8 @@ def _quiet(verbose: bool) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    """``mm-rag eval ARGS`` (``python -m mm_rag_components.eval.cli``); usage errors exit 2."""
-    from ..cli import main
+    """``mm-rag eval ARGS`` (``python -m mm_rag_components.cli.eval_commands``); usage errors exit 2."""
+    from . import main
 
     return main(["eval", *(sys.argv[1:] if argv is None else argv)])
 

@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from .config import TrainConfig
+    from ..training.config import TrainConfig
 
     options: dict[str, Any] = {
         "method": args.method, "epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
@@ -86,8 +86,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from ..scoring.templates import get_template
-    from .sources import load_pairs
-    from .trainer import train_reranker
+    from ..training.sources import load_pairs
+    from ..training.trainer import train_reranker
 
     config = config_from_args(args)
     get_template(config.template)
@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _embedder(args: argparse.Namespace, data: Path) -> Any:
     from ..embedders import ClipEmbedder, TextEmbedder
-    from ..eval.datasets import load_dataset
+    from ..datasets.loading import load_dataset
 
     images = load_dataset(data, args.task).needs_images
     if images:

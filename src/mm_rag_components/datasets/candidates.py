@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..types import SOURCE, Candidate, Item
-from .datasets import EvalQuery, EvalTask
+from .task import EvalQuery, EvalTask
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..index import IngestReport, MultimodalIndex
@@ -125,16 +125,16 @@ class _Mapper:
 
 
 def retrieve_candidates(
-    index: MultimodalIndex, task: EvalTask, queries: Iterable[EvalQuery], top_n: int, *, progress: bool = False
+    index: MultimodalIndex, task: EvalTask, queries: Iterable[EvalQuery], depth: int, *, progress: bool = False
 ) -> tuple[dict[str, Retrieved], list[str]]:
-    """The top ``top_n`` corpus entries per query (a query's ``exclude`` ids left out), and notes."""
+    """The top ``depth`` corpus entries per query (a query's ``exclude`` ids left out), and notes."""
     from ..retrieval import RetrievalOptions, retrieve
 
     queries = list(queries)
     mapper = _Mapper(task)
     out: dict[str, Retrieved] = {}
     for query in _progress(queries, progress, "retrieving"):
-        options = RetrievalOptions(modalities=task.modalities, top_k=top_n + len(query.exclude))
+        options = RetrievalOptions(modalities=task.modalities, top_k=depth + len(query.exclude))
         start = time.perf_counter()
         hits = retrieve(index, query.to_query(), options)
         seconds = time.perf_counter() - start
@@ -145,7 +145,7 @@ def retrieve_candidates(
             if doc_id is not None and doc_id not in seen:
                 seen.add(doc_id)
                 chosen.append(replace(hit, id=doc_id))
-        out[query.id] = Retrieved(chosen[:top_n], seconds)
+        out[query.id] = Retrieved(chosen[:depth], seconds)
     notes = []
     if mapper.unmatched:
         notes.append(f"{mapper.unmatched} retrieved record(s) are not in the task's corpus and were left out")
