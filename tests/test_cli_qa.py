@@ -331,7 +331,7 @@ BAD = [
     (["serve", "--max-sessions", "0"], "--max-sessions"),
     (["serve", "--session-ttl", "0"], "--session-ttl"),
     (["serve", "--session-ttl", "inf"], "--session-ttl"),
-    (["eval", "--top-n", "0", "--tiny", "--out", "{tmp}/out"], "--top-n must be >= 1"),
+    (["eval", "--top-n", "0", "--tiny", "--out", "{tmp}/out"], "--depth must be >= 1"),  # --top-n: the former name
     (["parity", "--pairs", "{tmp}/afile", "--model", "m"], "expected {"),
 ]
 

@@ -269,9 +269,14 @@ def test_model_loads_in_warm_up_not_at_construction(tmp_path, index):
     missing = tmp_path / "no-such-model"
     reranker = PointwiseReranker(missing, top_n=2, batch_size=2)  # nothing is read yet
     data = reranker.to_dict()
-    assert data["init_parameters"] == {"model": str(missing), "top_n": 2, "batch_size": 2}
+    saved = data["init_parameters"]["reranker"]  # one shape: the core reranker's config
+    assert (saved["type"], saved["top_n"]) == ("PointwiseRanker", 2)
+    assert (saved["scorer"]["type"], saved["scorer"]["model_name_or_path"], saved["scorer"]["batch_size"]) == (
+        "TransformersScorer", str(missing), 2)
     with pytest.raises(ModelError):
         PointwiseReranker.from_dict(data).warm_up()
+    legacy = {**data, "init_parameters": {"model": str(missing), "top_n": 2, "batch_size": 2}}  # the 0.1 shape
+    assert PointwiseReranker.from_dict(legacy).to_dict() == data
     pipe = Pipeline()
     pipe.add_component("retriever", MultimodalRetriever(index, top_k=2))
     pipe.add_component("reranker", reranker)
