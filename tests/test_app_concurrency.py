@@ -89,12 +89,22 @@ async def wait_until(client: httpx.AsyncClient, check, timeout: float = 120.0) -
         await asyncio.sleep(0.02)
 
 
+def open_when_streaming(server: FakeOpenAI, count: int, hang_guard: float = 120.0) -> None:
+    """Open ``server.gate`` once ``count`` answers stream at the same time (or after the hang guard)."""
+    deadline = time.monotonic() + hang_guard
+    while server.streams < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.gate.set()
+
+
 # --------------------------------------------------------------------------- servers: concurrent
 
 
 def test_users_ask_concurrently_and_each_gets_the_answer_to_their_own_question(index) -> None:
     users, questions = 6, 3
-    with FakeOpenAI(answer=echo, delay=0.02) as server, served(create_app(remote_pipeline(index, server))) as url:
+    with FakeOpenAI(answer=echo) as server, served(create_app(remote_pipeline(index, server))) as url:
+        server.gate.clear()  # the first answers wait until two stream at once: overlap whatever the load
+        threading.Thread(target=open_when_streaming, args=(server, 2), daemon=True).start()
 
         async def user(number: int, client: httpx.AsyncClient) -> list[tuple[str, list[dict]]]:
             session, seen = None, []
