@@ -1,4 +1,5 @@
-"""Test-wide settings: never touch the network, keep threads modest on small CI machines."""
+"""Test-wide settings: never touch the network, keep threads modest on small CI machines, no
+hypothesis deadlines."""
 
 import os
 
@@ -11,6 +12,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No generated test is a timing check: no per-example deadline anywhere (a slow example on a busy
+# machine is not a failure; tests that could hang guard themselves with bounds.time_limit).
+settings.register_profile("mm-rag", deadline=None)
+settings.load_profile("mm-rag")
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def chroma_run(data: Path, log: Path):
     port = free_port()
     try:
         proc = start_server([str(chroma), "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)], log,
-                            f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60)
+                            f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=180)  # a hang guard
     except BackendError as exc:
         pytest.fail(f"chroma server did not start: {exc}")
     try:
@@ -72,10 +72,9 @@ def test_server_going_away_is_a_store_error(tmp_path, sample_folder):
         index = MultimodalIndex(None, host="127.0.0.1", port=port, image_embedder=ColourShapeEmbedder(), collection="brief")
         assert index.ingest_folder(sample_folder).added == 15
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=120)
         with pytest.raises(StoreError, match=r"Chroma query on collection 'brief(-text)?' failed: "):
             retrieve(index, "red")
-    assert proc.poll() is not None
 
 
 def test_unreachable_server_is_a_store_error():

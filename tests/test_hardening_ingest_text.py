@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from test_hardening_ingest_support import ANY_CHAR, pathological_text
 
 from mm_rag_components.chunking import GuardedSplitter, PlainSplitter, default_splitter
-from mm_rag_components.errors import ConfigError, MMRagError
+from mm_rag_components.errors import ConfigError
 from mm_rag_components.media import MAX_SOURCE_CHARS, check_source, clean_text, content_hash
 from mm_rag_components.metadata import MAX_METADATA_ENTRIES, RESERVED_KEYS, check_record, clean_metadata, flatten_metadata
 
-FAST = settings(max_examples=80, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --- Unicode ---------------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ FAST = settings(max_examples=80, deadline=2000, database=None, suppress_health_c
 @FAST
 @given(st.text(alphabet=ANY_CHAR, max_size=200))
 def test_clean_text_always_gives_valid_unicode_and_keeps_valid_text(text):
-    with time_limit(5):
+    with time_limit():
         cleaned, changed = clean_text(text)
         cleaned.encode("utf-8")  # never raises
         assert clean_text(cleaned) == (cleaned, False)  # idempotent
@@ -53,11 +53,11 @@ def _is_subsequence(needle: list[str], haystack: list[str]) -> bool:
     return all(any(h == n for h in it) for n in needle)
 
 
-@settings(max_examples=90, deadline=5000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=90, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pathological_text(), st.integers(1, 300), st.integers(0, 120))
 def test_plain_splitter_is_bounded_and_loses_no_word(text, chunk_size, overlap):
     splitter = PlainSplitter(chunk_size, overlap)
-    with time_limit(10):
+    with time_limit():
         chunks = splitter.split_text(text)
     pieces = _pieces(text, splitter.max_chars)
     assert all(c.strip() for c in chunks)
@@ -78,7 +78,7 @@ def test_plain_splitter_prefers_sentence_ends_and_overlaps():
 
 
 def test_plain_splitter_is_linear_on_megabytes():
-    with time_limit(20):
+    with time_limit():
         assert len(PlainSplitter(60, 16).split_text("a" * 4_000_000)) == -(-4_000_000 // 240)
         assert PlainSplitter(60, 16).split_text(" \n" * 2_000_000) == []
 
@@ -113,7 +113,7 @@ def _primary(kind: str):
 )
 def test_guarded_splitter_never_raises_and_says_when_it_fell_back(text, kind, max_chunks):
     guard = GuardedSplitter(_primary(kind), fallback=PlainSplitter(20, 4), max_chunks=max_chunks)
-    with time_limit(5):
+    with time_limit():
         split = guard.split(text)
     assert split.chunks and len(split.chunks) <= max_chunks
     assert len(set(split.chunks)) == len(split.chunks)
@@ -140,7 +140,7 @@ def test_guard_falls_back_when_the_real_sentence_splitter_hits_its_regex_time_li
     text = "Dogs run. Cats sleep. " * 300
     assert not guard.split(text).notes  # the real SentenceSplitter works
     monkeypatch.setattr(nltk.redos, "DEFAULT_TIMEOUT", 1e-9)  # what a huge text does to it
-    with time_limit(20):
+    with time_limit():
         split = guard.split(text)
     assert split.chunks and any("TimeoutError" in n and "PlainSplitter" in n for n in split.notes)
 
@@ -184,10 +184,10 @@ def _leaf_keys(metadata, prefix=""):
 
 
 @pytest.mark.filterwarnings("ignore:Generating overly large repr")
-@settings(max_examples=100, deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, VALUES, max_size=5))
 def test_metadata_is_stored_whole_or_refused_with_a_config_error(metadata):
-    with time_limit(5):
+    with time_limit():
         try:
             flat, repaired = clean_metadata(flatten_metadata(metadata))
         except ConfigError:
@@ -238,8 +238,10 @@ SOURCES = st.one_of(
 def test_sources_are_stored_clean_or_refused(source):
     try:
         stored, repaired = check_source(source)
-    except ConfigError as exc:
-        assert isinstance(exc, MMRagError)
+    except ConfigError as exc:  # one line, for one of the documented reasons
+        message = str(exc)
+        assert "\n" not in message and message.startswith("source ")
+        assert any(why in message for why in ("must be a string or a path", "over the limit of", "which is not stored")), message
         return
     if stored is None:
         assert source in (None, "")

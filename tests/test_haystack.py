@@ -293,9 +293,10 @@ def test_real_tiny_vlm_reranks_image_documents_in_a_pipeline(index, folder, tiny
     pipe.connect("retriever.documents", "reranker.documents")
     pipe.connect("reranker.documents", "filter.documents")
     kept = pipe.run({"query": "a red circle"})["filter"]["documents"]
+    retrieval = {d.id: d.score for d in pipe.get_component("retriever").run(query="a red circle")["documents"]}
     assert 1 <= len(kept) <= 4 and {d.meta["modality"] for d in kept} <= {"image", "text"}
     for doc in kept:
         assert 0.0 < doc.meta["rerank_score"] < 1.0 and math.isfinite(doc.meta["rerank_logodds"])
-        assert doc.score == pytest.approx(doc.meta["rerank_score"]) and doc.meta["retrieval_score"] is not None
+        assert doc.score == pytest.approx(doc.meta["rerank_score"]) and doc.meta["retrieval_score"] == pytest.approx(retrieval[doc.id])
     image_query = pipe.run({"retriever": {"query": "red"}, "reranker": {"image": str(folder / "red_circle.png")}})
     assert image_query["filter"]["documents"]

@@ -79,6 +79,7 @@ def test_listwise_shows_images_to_the_chat_generator_and_reverses_the_order(inde
     retrieved = pipe.get_component("retriever").run(**query)["documents"]
     out = pipe.run(query)["listwise"]["documents"]
     assert [d.id for d in out] == [d.id for d in reversed(retrieved)]
+    retrieval = {d.id: d.score for d in retrieved}
     (mode, messages), = chat.calls
     user = messages[-1]
     assert mode == "sync" and messages[0].role.value == "system"
@@ -89,7 +90,7 @@ def test_listwise_shows_images_to_the_chat_generator_and_reverses_the_order(inde
     for rank, doc in enumerate(out, start=1):
         assert doc.meta["listwise_rank"] == rank and doc.meta["listwise_parse_status"] == "json"
         assert doc.score == doc.meta["listwise_score"] and "colour and the shape" in doc.meta["listwise_rationale"]
-        assert doc.meta["retrieval_score"] is not None and doc.meta["sha256"]  # original meta kept
+        assert doc.meta["retrieval_score"] == retrieval[doc.id] and doc.meta["sha256"]  # original score and meta kept
     assert out[0].score == 1.0 and out[-1].score == 0.0
 
 

@@ -157,6 +157,7 @@ def test_pointwise_reranker_inside_contextual_compression_sync_and_async(retriev
 
     docs = pipeline.invoke("something blue")
     query, seen = scorer.seen[-1]
+    retrieval = {d.id: d.metadata["retrieval_score"] for d in retriever.invoke("something blue")}
     assert query == Query(text="something blue") and len(seen) == 6
     images = [c for c in seen if c.modality == "image"]
     assert len(images) == 4 and all(Path(c.image_path).is_file() and c.image_path == c.metadata[IMAGE_PATH] for c in images)
@@ -166,7 +167,7 @@ def test_pointwise_reranker_inside_contextual_compression_sync_and_async(retriev
     for d in docs:  # provenance added, retrieval metadata kept
         meta = d.metadata
         assert meta["rerank_score"] == meta["relevance_score"] and meta["rerank_logodds"] == 3.0
-        assert meta["rerank_flag"] is None and meta["retrieval_score"] is not None
+        assert meta["rerank_flag"] is None and meta["retrieval_score"] == retrieval[d.id]
         assert {"source", "sha256", "cosine", "rank", "score_scale", IMAGE_PATH} <= set(meta)
     assert reranker.last_result is not None and reranker.last_result.total == 6
 

@@ -108,11 +108,12 @@ def test_real_model_reranks_retrieved_images_in_a_query_engine(tmp_path, clip_em
     engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(), node_postprocessors=[reranker])
     response = engine.query("a red circle")
     assert len(response.source_nodes) == 3
+    retrieval = {n.node.node_id: n.score for n in retriever.retrieve("a red circle")}
     scores = [n.score for n in response.source_nodes]
     assert scores == sorted(scores, reverse=True)
     for n in response.source_nodes:
         meta = n.node.metadata
-        assert 0.0 < meta["rerank_score"] < 1.0 and meta["retrieval_score"] is not None
+        assert 0.0 < meta["rerank_score"] < 1.0 and meta["retrieval_score"] == pytest.approx(retrieval[n.node.node_id])
         assert n.score == pytest.approx(meta["rerank_score"])
     image_query = reranker.postprocess_nodes(retriever.retrieve("red"), QueryBundle("", image_path=str(sample_folder / "red_circle.png")))
     assert len(image_query) == 3

@@ -12,9 +12,10 @@
   interpreter's environment (``-o setup`` when its install stamp is older than pyproject.toml, so
   the test never installs anything) and ``ARGS=--db <tmp>`` so the checkout stays clean.
   ``make test`` is not run: it is what CI runs, and it runs this test (recursion).
-* A block opts out only with a visible marker line ``# readme-test: skip <reason>``; opted-out
-  blocks are listed by ``test_readme_opt_outs_are_listed`` (a skip with the list, shown by -ra),
-  and their ``mm-rag`` lines must still parse with the CLI's parser.
+* A block opts out only with a visible marker line ``# readme-test: skip <reason>``; the reason
+  must name the test that runs that code instead (``tests/…``, a glob allowed) and every path it
+  names must exist (``test_readme_opt_outs_give_a_reason_and_the_test_that_covers_them``), and
+  the block's ``mm-rag`` lines must still parse with the CLI's parser.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ FENCE = re.compile(r"^```[ \t]*([\w+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 HUB_ID = re.compile(r"""["']([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)["']""")
 #: Commands of bash blocks never run here, and why.
 NOT_RUN = {("make", "test"): "make test is what CI runs, and it runs this test (recursion)"}
+#: Paths an opt-out reason names (what runs the block's code instead).
+COVERED_BY = re.compile(r"\b((?:tests|scripts|benchmarks|docs)/[\w*./-]*[\w*])")
 
 
 @dataclass(frozen=True)
@@ -230,10 +233,37 @@ def test_every_readme_block_runs(blocks, workdir, hub_cache, tmp_path_factory):
     assert not failures, f"{len(failures)} README block(s) failed (later ones may fail because of earlier ones):\n\n" + "\n\n".join(failures)
 
 
-def test_readme_opt_outs_are_listed(blocks):
-    skipped = [f"{b.label()}: {b.skip_reason}" for b in blocks if b.skip_reason is not None]
-    if skipped:
-        pytest.skip("README blocks opted out with '# readme-test: skip': " + "; ".join(skipped))
+def opt_out_problems(block: Block, root: Path = ROOT) -> list[str]:
+    """What is wrong with an opted-out block's marker: no reason, no test named as covering it, or
+    a named path (``tests/…``, ``scripts/…``, ``benchmarks/…``, ``docs/…``; globs allowed) that
+    matches nothing."""
+    reason = block.skip_reason or ""
+    if not reason or reason == "no reason given":
+        return [f"{block.label()}: '# readme-test: skip' gives no reason"]
+    named = COVERED_BY.findall(reason)
+    problems = [f"{block.label()}: {path} does not exist" for path in named if not any(root.glob(path))]
+    if not any(path.startswith("tests/") for path in named):
+        problems.append(f"{block.label()}: the reason names no test that runs it instead (e.g. tests/test_cli.py): {reason!r}")
+    return problems
+
+
+def test_readme_opt_outs_give_a_reason_and_the_test_that_covers_them(blocks):
+    """Each ``# readme-test: skip`` says why and which test runs that code instead, and that test exists."""
+    opted_out = [b for b in blocks if b.skip_reason is not None]
+    problems = [problem for block in opted_out for problem in opt_out_problems(block)]
+    print("README blocks opted out:", "; ".join(f"{b.label()}: {b.skip_reason}" for b in opted_out) or "none")
+    assert not problems, "\n".join(problems)
+
+
+def test_an_opt_out_without_a_reason_or_a_real_test_is_refused(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_there.py").write_text("")
+    marked = lambda reason: Block("bash", f"# readme-test: skip {reason}\nmm-rag demo\n", 9)  # noqa: E731
+    assert opt_out_problems(marked("slow (tests/test_there.py runs it)"), tmp_path) == []
+    assert opt_out_problems(marked("slow (tests/test_the*.py run it)"), tmp_path) == []
+    assert "gives no reason" in opt_out_problems(marked(""), tmp_path)[0]
+    assert "names no test" in opt_out_problems(marked("slow (scripts/x.py runs it)"), tmp_path)[-1]
+    assert "tests/test_gone.py does not exist" in opt_out_problems(marked("slow (tests/test_gone.py)"), tmp_path)[0]
 
 
 def test_commands_of_skipped_blocks_parse(blocks):

@@ -63,9 +63,10 @@ def test_size_is_bounded_and_least_recently_used_go_first(tmp_path):
         cache.put(key, torch.full((16, 16), float(i)))
         os.utime(next(tmp_path.rglob(f"{key}.feat")), (1000 + i, 1000 + i))  # distinct, ordered times
         if i == 3:
-            assert cache.get(keys[0]) is not None  # a hit makes the oldest entry the newest
+            assert torch.equal(cache.get(keys[0]), torch.full((16, 16), 0.0))  # a hit makes the oldest entry the newest
     assert cache.size() <= one * 5
-    assert cache.get(keys[-1]) is not None and cache.get(keys[0]) is not None  # newest and recently read kept
+    # the newest and the recently read are kept, each with its own value
+    assert torch.equal(cache.get(keys[-1]), torch.full((16, 16), 11.0)) and torch.equal(cache.get(keys[0]), torch.full((16, 16), 0.0))
     assert cache.get(keys[1]) is None  # the least recently used went
 
 
