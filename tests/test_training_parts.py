@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mm_rag_components.calibration import Calibration
 from mm_rag_components.errors import ConfigError
-from mm_rag_components.eval.datasets import EvalDoc, EvalQuery, EvalTask
+from mm_rag_components.datasets.task import EvalDoc, EvalQuery, EvalTask
 from mm_rag_components.training import TrainConfig
 from mm_rag_components.training.card import write_card
 from mm_rag_components.training.metrics import calibrated_metrics, pair_metrics, roc_auc
