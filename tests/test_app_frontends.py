@@ -81,7 +81,7 @@ def test_terminal_chat_streams_answers_lists_sources_and_takes_images(pipeline, 
 def client(pipeline):
     from starlette.testclient import TestClient
 
-    return TestClient(create_app(pipeline, max_upload_bytes=200_000, note="tiny test models"))
+    return TestClient(create_app(pipeline, max_upload_bytes=200_000, note="tiny test models"), base_url="http://localhost")
 
 
 def events(response) -> list[dict]:
@@ -96,8 +96,10 @@ def data_uri(image: Image.Image) -> str:
 
 def test_page_is_self_contained(client) -> None:
     page = client.get("/").text
-    assert "<form id=\"ask\"" in page and "tiny test models" in page
+    assert "<form id=\"ask\"" in page and page.count("tiny test models") == 1
     assert "http://" not in page and "https://" not in page  # no CDN, nothing fetched from outside
+    for parser in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "DOMParser"):
+        assert parser not in page  # the answer is built from DOM nodes and textContent only
 
 
 def test_ask_streams_turn_tokens_and_done_and_keeps_the_session(client) -> None:
@@ -113,30 +115,36 @@ def test_ask_streams_turn_tokens_and_done_and_keeps_the_session(client) -> None:
     assert second[0]["session"] == session
     image = events(client.post("/api/ask", json={"image": data_uri(Image.new("RGB", (30, 30), (220, 30, 30))), "session": session}))
     assert image[-1]["event"] == "done"
-    record = done["kept"][0]["id"]
-    picture = client.get(f"/media/{record}")
-    assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n"
+    record, shown = done["kept"][0]["id"], done["kept"][0]["media"]
+    assert shown.startswith("/media/") and all(s["media"] is None for s in done["kept"] + done["dropped"] if s["modality"] == "text")
+    for url in (shown, f"/media/{record}"):  # the image the chat showed, and the record's image by its id
+        picture = client.get(url)
+        assert picture.status_code == 200 and picture.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture.headers["content-type"] == "image/png" and picture.headers["x-content-type-options"] == "nosniff"
     assert client.post("/api/reset", json={"session": session}).json() == {"session": session}
+    assert events(client.post("/api/ask", json={"question": "red", "session": session}))[0]["exchange"] == 1  # forgotten
 
 
 @pytest.mark.parametrize(
-    "body, message",
+    "body, status, message",
     [
-        ({"question": 42}, "question must be text"),
-        ({"image": "not a data uri"}, "data: URI"),
-        ({"image": "data:image/png;base64,!!!!"}, "not valid base64"),
-        ({"image": "data:image/png;base64," + base64.b64encode(b"not an image").decode()}, "not a recognised image"),
-        ({"image": "data:image/png;base64," + "A" * 300_000}, "larger than"),
-        ({}, "needs text, an image"),
+        ({"question": 42}, 400, "question must be text"),
+        ({"image": "not a data uri"}, 400, "data: URI"),
+        ({"image": "data:image/png;base64,!!!!"}, 400, "not valid base64"),
+        ({"image": "data:image/png;base64," + base64.b64encode(b"not an image").decode()}, 400, "not a recognised image"),
+        ({"image": "data:image/png;base64," + "A" * 300_000}, 413, "larger than"),
+        ({}, 400, "needs text, an image"),
     ],
 )
-def test_bad_requests_are_400_with_one_message(client, body, message) -> None:
+def test_bad_requests_are_refused_with_one_message(client, body, status, message) -> None:
     response = client.post("/api/ask", json=body)
-    assert response.status_code == 400 and message in response.json()["error"]
+    assert response.status_code == status and message in response.json()["error"]
 
 
 def test_bad_bodies_and_unknown_media(client) -> None:
-    assert client.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"}).status_code == 400
-    assert client.post("/api/ask", content=b"x" * 400_000).status_code == 400
+    json_body = {"content-type": "application/json"}
+    assert client.post("/api/ask", content=b"{not json", headers=json_body).status_code == 400
+    too_big = client.post("/api/ask", content=b"x" * 400_000, headers=json_body)
+    assert too_big.status_code == 413 and too_big.json()["kind"] == "too_large"
     assert client.get("/media/no-such-record").status_code == 404
     assert client.get("/media/..%2F..%2Fetc%2Fpasswd").status_code == 404

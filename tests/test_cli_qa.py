@@ -167,13 +167,19 @@ def test_serve_answers_over_http(indexed, tmp_path):
     port = free_port()
     with FakeOpenAI() as server:
         command = [sys.executable, "-m", "mm_rag_components.cli", "serve", "--tiny", "--db", db, "--http-port", str(port),
-                   "--answer-model", server.url, "--answer-model-name", "writer", "--modalities", "image"]
+                   "--answer-model", server.url, "--answer-model-name", "writer", "--modalities", "image",
+                   "--allowed-host", "chat.example.org", "--max-question-chars", "50"]
         log = tmp_path / "serve.log"
         with open(log, "wb") as handle:
             process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         try:
             page = _wait_for_page(f"http://127.0.0.1:{port}/", process, log)
-            assert "mm-rag chat" in page and "NOT meaningful" in page
+            assert "mm-rag chat" in page and page.count("NOT meaningful") == 1  # the tiny-model banner, once
+            base = f"http://127.0.0.1:{port}"
+            assert httpx.get(base + "/", headers={"Host": f"chat.example.org:{port}"}).status_code == 200
+            assert httpx.get(base + "/", headers={"Host": f"rebound.example.net:{port}"}).json()["kind"] == "bad_host"
+            assert httpx.post(base + "/api/ask", content=b'{"question": "x"}', headers={"Content-Type": "text/plain"}).status_code == 415
+            assert httpx.post(base + "/api/ask", json={"question": "x" * 51}).status_code == 413
             with httpx.stream("POST", f"http://127.0.0.1:{port}/api/ask", json={"question": "a red circle"}, timeout=60) as reply:
                 events = [json.loads(line) for line in reply.iter_lines() if line]
             assert [e["event"] for e in events] == ["turn", "token", "token", "token", "done"]

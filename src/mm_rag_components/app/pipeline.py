@@ -174,10 +174,14 @@ class QAPipeline:
     ) -> tuple[QATurn, Iterator[str]]:
         """:meth:`search` now, and the answer's text as it comes; ``turn.answer`` is set when the
         iteration ends."""
-        answerer = self._answerer()
+        self._answerer()
         turn = self.search(question)
-        stream = answerer.stream(turn.question, turn.kept, history)
-        return turn, _filling(turn, stream)
+        return turn, self.answer_stream(turn, history)
+
+    def answer_stream(self, turn: QATurn, history: list[Exchange] | tuple[Exchange, ...] = ()) -> Iterator[str]:
+        """The answer to a turn :meth:`search` made, as it comes (``turn.answer`` is set when the
+        iteration ends): a caller may search, look at the sources, and only then ask the model."""
+        return _filling(turn, self._answerer().stream(turn.question, turn.kept, history))
 
     async def aask_stream(
         self, question: Query | str, history: list[Exchange] | tuple[Exchange, ...] = ()

@@ -183,7 +183,7 @@ def _header(described: dict[str, Any], tiny: bool) -> None:
     say(f"reranker: {'none' if rerank == 'none' else rerank + ', ' + described['reranker']}")
     say(f"answer model: {described['answer_model']}")
     if tiny:
-        say("note: tiny random-weight test models are in use (offline smoke test): answers and rankings are NOT meaningful")
+        say(f"note: {TINY_NOTE[0].lower()}{TINY_NOTE[1:]}")
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -221,19 +221,33 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+#: What the terminal and the web page say, once, when a tiny model is in use.
+TINY_NOTE = "Tiny random-weight test models are in use (offline smoke test): answers and rankings are NOT meaningful."
 #: Environment variable carrying ``mm-rag serve``'s arguments to its worker processes.
 WORKER_ARGV = "MM_RAG_SERVE_ARGV"
 
 
 def chat_options(args: argparse.Namespace) -> dict[str, Any]:
     """``create_app`` options from ``serve``'s arguments (the session store opened here)."""
+    from ..app.guards import check_allowed_hosts
     from ..app.sessions import SessionStore
 
     path = args.sessions
     if path is None and args.workers > 1:
         path = str(expand(args.db).parent / "sessions.sqlite")  # the workers must share one
-    sessions = SessionStore(path, max_sessions=args.max_sessions, max_age=args.session_ttl, max_exchanges=args.history)
-    return {"sessions": sessions, "max_concurrent_questions": args.max_concurrent_questions, "queue": args.queue}
+    sessions = SessionStore(path, max_sessions=args.max_sessions, max_age=args.session_ttl, max_exchanges=args.history,
+                            max_sessions_per_client=args.max_sessions_per_client)
+    return {"sessions": sessions, "max_concurrent_questions": args.max_concurrent_questions, "queue": args.queue,
+            "max_question_chars": args.max_question_chars, "allowed_hosts": check_allowed_hosts(allowed_hosts(args))}
+
+
+def allowed_hosts(args: argparse.Namespace) -> list[str]:
+    """The host names the web chat answers to: ``--allowed-host``, the ``--bind`` name and this
+    machine's names (IP addresses and ``localhost`` always)."""
+    names = [*(args.allowed_host or []), args.bind]
+    if not _loopback(args.bind):
+        names += [socket.gethostname(), socket.getfqdn()]
+    return [name for name in dict.fromkeys(names) if name and name not in ("0.0.0.0", "::")]
 
 
 def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
@@ -242,7 +256,7 @@ def _app(args: argparse.Namespace) -> tuple[Any, dict[str, Any], bool]:
 
     options: dict[str, Any] = {}
     qa_pipeline, described, tiny = _prepare(args, answer=True, check=lambda: options.update(chat_options(args)))
-    note = f"Tiny random-weight test models: answers are NOT meaningful. {TINY_LABEL}" if tiny else ""
+    note = TINY_NOTE if tiny else ""
     return create_app(qa_pipeline, note=note, **options), described, tiny
 
 
@@ -308,7 +322,8 @@ def _add_qa_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serve_options(parser: argparse.ArgumentParser) -> None:
-    from ..app.web import DEFAULT_MAX_CONCURRENT_QUESTIONS
+    from ..app.sessions import DEFAULT_MAX_SESSIONS_PER_CLIENT
+    from ..app.web import DEFAULT_MAX_CONCURRENT_QUESTIONS, DEFAULT_MAX_QUESTION_CHARS
 
     parser.epilog = ("Open the printed address in a browser: a question box with an optional image upload, the streamed "
                      "answer, its sources (thumbnails, scores) and the filter's drops. Ctrl-C stops the server.")
@@ -333,9 +348,19 @@ def add_serve_options(parser: argparse.ArgumentParser) -> None:
                       help="keep conversations in this SQLite file (shared by workers, kept across restarts); default: "
                            "in memory with one worker, DB_PARENT/sessions.sqlite with several")
     many.add_argument("--max-sessions", type=bounded_int(1, 10_000_000), default=1000, metavar="N",
-                      help="conversations kept (least recently used dropped first; default 1000)")
+                      help="conversations kept (default 1000); when full, the least recently used of the client address holding the most goes")
     many.add_argument("--session-ttl", type=positive_seconds, default=24 * 3600.0, metavar="SECONDS",
                       help="a conversation idle this long is forgotten (default 86400: a day)")
+    many.add_argument("--max-sessions-per-client", type=bounded_int(1, 1_000_000), default=DEFAULT_MAX_SESSIONS_PER_CLIENT,
+                      metavar="N", help="conversations one client address holds; its own oldest goes beyond this "
+                      f"(default {DEFAULT_MAX_SESSIONS_PER_CLIENT})")
+    guard = parser.add_argument_group("limits and access")
+    guard.add_argument("--max-question-chars", type=bounded_int(1, 10_000_000), default=DEFAULT_MAX_QUESTION_CHARS, metavar="N",
+                       help=f"longest question accepted, in characters (default {DEFAULT_MAX_QUESTION_CHARS:,}; longer: HTTP 413)")
+    guard.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a host name the web chat answers to (repeatable; *.example.org for a domain, * for any): IP "
+                            "addresses, localhost, the --bind name and this machine's names always work; other names in the "
+                            "Host header are refused (DNS rebinding). Give the name users type, e.g. behind a reverse proxy")
 
 
 def _add_filter(parser: argparse.ArgumentParser) -> None:
@@ -347,5 +372,5 @@ def _add_filter(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["FILTER_KEYS", "WORKER_ARGV", "add_chat_options", "add_query_options", "add_serve_options", "chat_options",
+__all__ = ["FILTER_KEYS", "TINY_NOTE", "WORKER_ARGV", "add_chat_options", "allowed_hosts", "add_query_options", "add_serve_options", "chat_options",
            "check_listen", "cmd_chat", "cmd_serve", "filter_setting", "plan", "search_query", "worker_app"]
