@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
+from ..progress import quiet_loading
 from ..types import Candidate, Query
 from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
 from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
@@ -169,9 +170,10 @@ class TransformersScorer:
         kwargs = {**self._load_kwargs, "local_files_only": bool(self.local_files_only) or location.load_offline}
         self._load_kwargs = kwargs
         try:
-            config = AutoConfig.from_pretrained(self.model_name_or_path, **kwargs)
-            family = family_for(config)
-            family.load(self.model_name_or_path, kwargs, config, self.image_splitting)
+            with quiet_loading():
+                config = AutoConfig.from_pretrained(self.model_name_or_path, **kwargs)
+                family = family_for(config)
+                family.load(self.model_name_or_path, kwargs, config, self.image_splitting)
         except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
             raise ModelError(f"cannot load {self.model_name_or_path!r}: {one_line(exc)}") from exc
         try:
@@ -213,7 +215,8 @@ class TransformersScorer:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         loader = getattr(transformers, family.model_class)
         try:
-            model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **model_kwargs(self._load_kwargs))
+            with quiet_loading():
+                model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **model_kwargs(self._load_kwargs))
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"cannot load model {self.model_name_or_path!r}: {one_line(exc)}") from exc
         model.to(device).eval()
@@ -355,9 +358,9 @@ def _layouts(items: list[Prepared]) -> dict[str, Any]:
 def _progress(total: int) -> Any:
     if total <= PROGRESS_THRESHOLD:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, desc="scoring", unit="candidate")
+    return progress_bar(total=total, desc="scoring", unit="candidate")
 
 
 __all__ = ["FAST_VLMS", "PROMPT_TOO_LONG", "TransformersScorer", "UNSUPPORTED_MODALITY"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..progress import quiet_loading
 from .tokenizer import train_bpe_tokenizer
 
 #: Qwen2-VL / Qwen2.5-VL Instruct (also MonoQwen2-VL, jina-reranker-m0): a default system
@@ -94,9 +95,10 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
 
 def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any, chat_template: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    image_processor.save_pretrained(path)
+    with quiet_loading():
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        image_processor.save_pretrained(path)
     (path / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
     return path
 
