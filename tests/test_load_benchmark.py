@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.llama_server
 def test_load_benchmark_tiny(tmp_path) -> None:
     out = tmp_path / "load.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--tiny", "--out", str(out)],
