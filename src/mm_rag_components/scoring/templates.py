@@ -81,6 +81,25 @@ class PointwiseTemplate:
         query = max(i for i, p in enumerate(self.parts) if "{query}" in p or p == QUERY_IMAGE)
         return doc < query
 
+    def _filled(self, query: str | None, document: str | None, query_image: bool, document_image: bool,
+                instruction: str | None) -> list[tuple[str, str]]:
+        """The parts in order, filled in: ``("text", text)`` or ``("image", "query" | "document")``;
+        empty parts and unused image slots left out."""
+        values = {"{instruction}": self.instruction if instruction is None else instruction,
+                  "{query}": query or "", "{document}": document or ""}
+        out: list[tuple[str, str]] = []
+        for part in self.parts:
+            if part in (QUERY_IMAGE, DOCUMENT_IMAGE):
+                label = "query" if part == QUERY_IMAGE else "document"
+                if query_image if label == "query" else document_image:
+                    out.append(("image", label))
+                continue
+            for key in _FIELDS:
+                part = part.replace(key, values[key])
+            if part:
+                out.append(("text", part))
+        return out
+
     def messages(
         self,
         *,
@@ -96,30 +115,13 @@ class PointwiseTemplate:
         """
         if not self.chat:
             raise ConfigError(f"template {self.name!r} is a plain-text prompt (chat=False), not chat messages")
-        values = {
-            "{instruction}": self.instruction if instruction is None else instruction,
-            "{query}": query or "",
-            "{document}": document or "",
-        }
-        content: list[dict[str, Any]] = []
-        images: list[str] = []
-        for part in self.parts:
-            if part in (QUERY_IMAGE, DOCUMENT_IMAGE):
-                wanted = query_image if part == QUERY_IMAGE else document_image
-                if wanted:
-                    content.append({"type": "image"})
-                    images.append("query" if part == QUERY_IMAGE else "document")
-                continue
-            text = part
-            for key in _FIELDS:
-                text = text.replace(key, values[key])
-            if text:
-                content.append({"type": "text", "text": text})
+        filled = self._filled(query, document, query_image, document_image, instruction)
+        content = [{"type": "image"} if kind == "image" else {"type": "text", "text": value} for kind, value in filled]
         messages: list[dict[str, Any]] = []
         if self.system:
             messages.append({"role": "system", "content": [{"type": "text", "text": self.system}]})
         messages.append({"role": "user", "content": content})
-        return messages, images
+        return messages, [value for kind, value in filled if kind == "image"]
 
     def text(
         self,
@@ -131,20 +133,9 @@ class PointwiseTemplate:
         instruction: str | None = None,
     ) -> tuple[str, list[str]]:
         """A plain-text template's prompt (``chat=False``) and the order of its images."""
-        values = {"{instruction}": self.instruction if instruction is None else instruction,
-                  "{query}": query or "", "{document}": document or ""}
-        pieces: list[str] = []
-        images: list[str] = []
-        for part in self.parts:
-            if part in (QUERY_IMAGE, DOCUMENT_IMAGE):
-                if query_image if part == QUERY_IMAGE else document_image:
-                    pieces.append(self.image_text)
-                    images.append("query" if part == QUERY_IMAGE else "document")
-                continue
-            for key in _FIELDS:
-                part = part.replace(key, values[key])
-            pieces.append(part)
-        return "".join(pieces), images
+        filled = self._filled(query, document, query_image, document_image, instruction)
+        text = "".join(self.image_text if kind == "image" else value for kind, value in filled)
+        return text, [value for kind, value in filled if kind == "image"]
 
 
 _QWEN3_JUDGE = (
