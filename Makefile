@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
+# SERVER_TESTS=0: `make test` neither builds llama.cpp nor runs the tests marked llama_server (CI runs them all)
+SERVER_TESTS ?= 1
 
 .PHONY: run test bench setup setup-test clean
 
@@ -15,8 +17,13 @@ setup-test:
 run: setup
 	$(PY) -m mm_rag_components.cli demo $(ARGS)
 
+ifeq ($(SERVER_TESTS),0)
+test: setup
+	$(PY) -m pytest -m "not llama_server" $(PYTEST_ARGS)
+else
 test: setup-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 bench: setup
 	$(PY) benchmarks/ingest.py --out benchmarks/results/ingest.json

@@ -53,6 +53,9 @@ from mm_rag_components.testing.servers import llama_server_binary  # noqa: E402
 from servers import Service, chat_server, chroma_server, llama_server, machine, simulated_server, stopping  # noqa: E402
 
 COLLECTION = "load"
+#: Throughput with 4 users against 1 that `mm-rag serve` should reach when its model server can
+#: batch overlapping requests (a GPU server below its capacity).
+TARGET_4_USERS = 2.5
 #: A conversation: follow-up questions; ``True`` attaches a photo to that question.
 SCRIPT = (
     ("What do these pictures show?", False),
@@ -326,6 +329,25 @@ async def kill_web(serve: Service, restart: Any, count: Any, args: argparse.Name
 # ----------------------------------------------------------------------------- main
 
 
+def verdict(ratio: float, model_server: str, parallel: int, cores: int | None) -> dict[str, Any]:
+    """Whether the 4-user throughput target was met, and why (the figure alone says neither)."""
+    met = ratio >= TARGET_4_USERS
+    if met:
+        why = "overlapping questions ran concurrently, end to end"
+    elif model_server == "llama":
+        why = (f"the model server is the limit: llama.cpp on {cores or '?'} CPU cores is compute-bound, so its {parallel} "
+               "slots share the same cores and a CPU model server cannot batch overlapping requests into more "
+               "throughput; --model-server simulated measures what mm-rag serve itself allows")
+    else:
+        why = ("mm-rag serve is the limit: the simulated model server answers in fixed time however many requests "
+               "overlap")
+    return {"users": 4, "min_ratio": TARGET_4_USERS, "ratio": ratio, "met": met, "why": why}
+
+
+def verdict_line(target: dict[str, Any]) -> str:
+    return f"target ≥ {target['min_ratio']}×: {'met' if target['met'] else 'not met'} ({target['why']})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="CI mode: drawn images, tiny models, 1 and 4 users, short answers")
@@ -380,14 +402,16 @@ def main() -> int:
                   f"503s {row['refused_503']}; mixed up {row['mixed_up']}; lost {row['lost']}", flush=True)
         base = phases["1"]["questions_per_s"] or float("nan")
         ratios = {n: round((phases[n]["questions_per_s"] or 0.0) / base, 3) for n in phases if n != "1"}
+        target = verdict(ratios["4"], args.model_server, args.parallel, os.cpu_count()) if "4" in ratios else None
         for n, ratio in ratios.items():
-            print(f"throughput with {n} users vs the sequential baseline: {ratio}×" + ("  (target ≥ 2.5×)" if n == "4" else ""))
+            print(f"throughput with {n} users vs the sequential baseline: {ratio}×"
+                  + (f" — {verdict_line(target)}" if n == "4" and target else ""))
         result: dict[str, Any] = {
             "machine": machine(), "mode": "tiny" if tiny else "full",
             "setup": {"photos": len(data), "records": counts, "questions_per_user": args.questions, "top_k": args.top_k,
                       "max_new_tokens": args.max_new_tokens, "max_concurrent_questions": args.max_concurrent,
                       "model_server": served_by, "embedder": "tiny CLIP" if tiny else "CLIP ViT-B/32 shapes, random weights"},
-            "phases": phases, "throughput_vs_sequential": ratios,
+            "phases": phases, "throughput_vs_sequential": ratios, "target_4_users": target,
             "mixed_up": sum(p["mixed_up"] for p in phases.values()), "lost": sum(p["lost"] for p in phases.values()),
         }
         if not args.no_kill_test:

@@ -1,8 +1,10 @@
-"""What the examples share: their command-line flags, the ``--tiny`` offline set-up, the index.
+"""What the examples share: their command-line flags, the ``--tiny`` offline set-up, the index,
+and :func:`run`, which turns a library error into one line.
 
 ``--tiny`` swaps every model for a tiny random-weight one from :mod:`mm_rag_components.testing`
 (built into ``--tiny-dir``, reused when already there) and indexes drawn sample images, so the
-plumbing runs offline anywhere; the rankings and answers then mean nothing.
+plumbing runs offline anywhere; the rankings and answers then mean nothing, and the example's
+first line says so.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import argparse
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 REAL_CLIP = "sentence-transformers/clip-ViT-B-32"
 REAL_VLM = "HuggingFaceTB/SmolVLM-256M-Instruct"
+#: The first line of a ``--tiny`` run.
+TINY_NOTE = ("note: --tiny: every model is a tiny random-weight test model and the images are drawn shapes, so the "
+             "rankings and answers below are NOT meaningful (this checks the plumbing, offline)")
 
 
 def parser(description: str, db: str, *, answers: bool = True) -> argparse.ArgumentParser:
@@ -70,9 +75,29 @@ def parse(p: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argp
         args.clip, args.vlm, args.answer_model = tiny["clip"], tiny["vlm"], tiny["vlm"]
         args.folder, args.collection = args.folder or tiny["data"], "example-tiny"
         args.max_new_tokens = min(getattr(args, "max_new_tokens", 16), 16)
+        print(TINY_NOTE)
     if args.folder is None:
         p.error("--folder is required unless --tiny")
     return args
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run an example's ``main()`` as a script: an error of the library (a model that cannot be
+    loaded offline, an unreadable folder) ends the run as one line on stderr, exit status 1 —
+    not a traceback. Any other exception is a bug and keeps its traceback."""
+    from mm_rag_components.errors import MMRagError, ModelError
+
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - looked through for the library's own error, else re-raised
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, MMRagError):  # frameworks may wrap it
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        hint = " (to try this example offline, pass --tiny)" if isinstance(cause, ModelError) else ""
+        message = " ".join(str(cause).split())
+        sys.exit(f"error: {message}{hint}")
 
 
 def build_index(args: argparse.Namespace) -> Any:

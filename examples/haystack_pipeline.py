@@ -8,7 +8,7 @@ OpenAI-compatible server (``--llm-url``).
     python examples/haystack_pipeline.py --folder photos/ --query "a red bus"
         [--clip sentence-transformers/clip-ViT-B-32] [--vlm HuggingFaceTB/SmolVLM-256M-Instruct]
         [--answer-model HuggingFaceTB/SmolVLM-256M-Instruct | --llm-url http://localhost:8000/v1 --llm-model NAME]
-    python examples/haystack_pipeline.py --tiny      # offline: tiny random models, drawn images
+    python examples/haystack_pipeline.py --tiny      # offline: tiny random models, drawn images; the output is NOT meaningful
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # before haystack loads: no calls home
 
-from _common import add_server_flags, build_index, parse, parser, print_answer  # noqa: E402
+from _common import add_server_flags, build_index, parse, parser, print_answer, run  # noqa: E402
 from haystack import Document, Pipeline, component  # noqa: E402
 
 from mm_rag_components.answer import Answer, MultimodalAnswerer  # noqa: E402
@@ -82,4 +82,4 @@ def main(argv: Sequence[str] | None = None) -> Answer:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -10,7 +10,7 @@ it as ``MultimodalAnswerer(LangChainGenerator(chat_model))``.
     python examples/langchain_chain.py --folder photos/ --query "a red bus"
         [--clip sentence-transformers/clip-ViT-B-32] [--vlm HuggingFaceTB/SmolVLM-256M-Instruct]
         [--answer-model HuggingFaceTB/SmolVLM-256M-Instruct]
-    python examples/langchain_chain.py --tiny      # offline: tiny random models, drawn images
+    python examples/langchain_chain.py --tiny      # offline: tiny random models, drawn images; the output is NOT meaningful
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from _common import build_index, parse, parser, print_answer
+from _common import build_index, parse, parser, print_answer, run
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 
@@ -54,4 +54,4 @@ def main(argv: Sequence[str] | None = None) -> Answer:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

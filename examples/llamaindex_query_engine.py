@@ -9,14 +9,14 @@ LLM is any LlamaIndex LLM (here a server through ``OpenAILike``, or a local VLM)
     python examples/llamaindex_query_engine.py --folder photos/ --query "a red bus"
         [--clip sentence-transformers/clip-ViT-B-32] [--vlm HuggingFaceTB/SmolVLM-256M-Instruct]
         [--answer-model HuggingFaceTB/SmolVLM-256M-Instruct | --llm-url http://localhost:8000/v1 --llm-model NAME]
-    python examples/llamaindex_query_engine.py --tiny      # offline: tiny random models, drawn images
+    python examples/llamaindex_query_engine.py --tiny      # offline: tiny random models, drawn images; the output is NOT meaningful
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from _common import add_server_flags, build_index, parse, parser
+from _common import add_server_flags, build_index, parse, parser, run
 from _llama_index_llm import make_llm
 from llama_index.core.base.response.schema import Response
 from llama_index.core.query_engine import RetrieverQueryEngine
@@ -45,4 +45,4 @@ def main(argv: Sequence[str] | None = None) -> Response:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

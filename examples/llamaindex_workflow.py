@@ -6,7 +6,7 @@ caller sees the pipeline progress); the answer cites its sources by number.
     python examples/llamaindex_workflow.py --folder photos/ --query "a red bus"
         [--clip sentence-transformers/clip-ViT-B-32] [--vlm HuggingFaceTB/SmolVLM-256M-Instruct]
         [--answer-model HuggingFaceTB/SmolVLM-256M-Instruct | --llm-url http://localhost:8000/v1 --llm-model NAME]
-    python examples/llamaindex_workflow.py --tiny      # offline: tiny random models, drawn images
+    python examples/llamaindex_workflow.py --tiny      # offline: tiny random models, drawn images; the output is NOT meaningful
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from _common import add_server_flags, build_index, parse, parser, print_answer
+from _common import add_server_flags, build_index, parse, parser, print_answer, run
 from _llama_index_llm import make_llm
 from llama_index.core.schema import NodeWithScore
 from llama_index.core.workflow import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -104,4 +104,4 @@ def main(argv: Sequence[str] | None = None) -> Answer:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,7 +2,7 @@
 
     python examples/multimodal_rag_pipeline.py --folder photos/ --query "a red bus"
         [--clip sentence-transformers/clip-ViT-B-32] [--vlm HuggingFaceTB/SmolVLM-256M-Instruct]
-    python examples/multimodal_rag_pipeline.py --tiny      # offline: tiny random models, drawn images
+    python examples/multimodal_rag_pipeline.py --tiny      # offline: tiny random models, drawn images; the output is NOT meaningful
 
 With --tiny every model is a random-weight test model from mm_rag_components.testing, so the
 plumbing runs anywhere but the rankings mean nothing. The answering LLM here is LlamaIndex's
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from _common import build_index, parse, parser
+from _common import build_index, parse, parser, run
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 
@@ -40,4 +40,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -72,7 +72,7 @@ def test_terminal_chat_streams_answers_lists_sources_and_takes_images(pipeline, 
     assert "assistant> The red one is [1]." in out
     assert "*[1] image" in out and "rerank 0.982" in out  # the cited source, starred, with its scores
     assert "filtered out: below_threshold=" in out
-    assert "(image attached:" in out and "error: /image needs the path of an image file" in out
+    assert "(image attached:" in out and "error: /image nowhere.png: no such file; nothing attached" in out
     assert "unknown command '/bogus'" in out and "(new conversation)" in out
     assert pipeline.answerer.generator.images_seen[-1] >= 2  # source image(s) + the attached question image
 

@@ -85,6 +85,10 @@ def test_batching_does_not_change_vectors(clip_embedder):
 
 def test_progress_bar_appears_only_for_long_inputs(clip_embedder, monkeypatch, capsys):
     monkeypatch.setattr(embedder_base, "PROGRESS_THRESHOLD", 3)
+    monkeypatch.delenv("MMRAG_PROGRESS", raising=False)
+    clip_embedder.embed_texts(["a", "b", "c", "d"])
+    assert "embedding texts" not in capsys.readouterr().err  # by default on a terminal only (this is none)
+    monkeypatch.setenv("MMRAG_PROGRESS", "1")  # the progress switch: every bar
     clip_embedder.embed_texts(["a", "b", "c"])
     assert "embedding texts" not in capsys.readouterr().err
     clip_embedder.embed_texts(["a", "b", "c", "d"])

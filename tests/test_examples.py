@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,10 +82,17 @@ def check_kept_sources(answer: Any) -> None:
     assert all(s.modality == "image" and s.metadata["file_name"].endswith(".png") for s in answer.sources)
 
 
+def test_a_tiny_run_says_first_that_its_output_is_not_meaningful(tiny_runs) -> None:
+    with examples_on_path():
+        from _common import TINY_NOTE
+    assert "NOT meaningful" in TINY_NOTE
+    assert {name: run.lines[0] for name, run in tiny_runs.items()} == dict.fromkeys(tiny_runs, TINY_NOTE)
+
+
 @pytest.mark.parametrize("name", ANSWERING)
 def test_qa_example_retrieves_reranks_filters_and_answers(tiny_runs, name) -> None:
     run = tiny_runs[name]
-    assert run.lines[0].startswith("added 15")
+    assert run.lines[1].startswith("added 15")
     assert "kept 3 of 8; dropped over_max_k=5" in "\n".join(run.lines)  # the filter's report
     check_kept_sources(run.result)
     numbered = [line for line in run.lines if line.lstrip().startswith("[")]
@@ -160,6 +168,40 @@ def test_query_engine_example_sends_the_kept_images_to_the_llm(tiny_dir, tmp_pat
 
 def test_pipeline_example_runs_offline(tiny_dir, tmp_path) -> None:
     run = run_example("multimodal_rag_pipeline", ["--tiny", "--tiny-dir", str(tiny_dir), "--db", str(tmp_path / "db")])
-    assert run.lines[0].startswith("added 15")
+    assert run.lines[1].startswith("added 15")
     assert sum(1 for line in run.lines if "p=" in line) == 3
     assert run.lines[-1] == "kept 3 of 8; dropped over_max_k=5"
+
+
+def test_an_example_without_its_models_offline_ends_in_one_line(tiny_dir, tmp_path) -> None:
+    """No --tiny, offline, the real models not cached: the library's one-line error and a hint, no traceback."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HAYSTACK_TELEMETRY_ENABLED": "False"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "llamaindex_workflow.py"), "--folder", str(tiny_dir / "data"),
+                           "--db", str(tmp_path / "db")], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: cannot load embedding model: sentence-transformers/clip-ViT-B-32 is not cached")
+    assert line.endswith("(to try this example offline, pass --tiny)")
+
+
+def test_run_finds_a_wrapped_library_error_and_leaves_bugs_their_traceback() -> None:
+    from mm_rag_components.errors import MMRagError, ModelError
+
+    with examples_on_path():
+        from _common import run
+
+    def wrapped() -> None:
+        try:
+            raise MMRagError("the folder\nis unreadable")
+        except MMRagError as exc:
+            raise RuntimeError("a framework's own wrapper") from exc
+
+    with pytest.raises(SystemExit) as stopped:
+        run(wrapped)
+    assert stopped.value.code == "error: the folder is unreadable"
+    with pytest.raises(SystemExit) as stopped:
+        run(lambda: (_ for _ in ()).throw(ModelError("no weights")))
+    assert stopped.value.code == "error: no weights (to try this example offline, pass --tiny)"
+    with pytest.raises(ZeroDivisionError):
+        run(lambda: 1 / 0)

@@ -100,7 +100,8 @@ def _not_an_int(text: str) -> bool:
 def bad_number(draw) -> tuple[str, str, str]:
     option = draw(st.sampled_from(sorted(LIMITS)))
     low, high = LIMITS[option]
-    command = "demo" if option == "--queries" else draw(st.sampled_from(COMMANDS))
+    takes = {"--queries": ("demo",), "--top-k": ("query", "demo")}.get(option, COMMANDS)  # ingest searches nothing
+    command = draw(st.sampled_from(takes))
     value = draw(st.one_of(
         st.integers(max_value=low - 1).map(str),
         st.integers(min_value=high + 1).map(str),

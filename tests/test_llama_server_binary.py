@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import httpx
+import pytest
 from remote_support import TEST_TEMPLATE, start_llama_server_binary, stop_llama_server
 
 from mm_rag_components.remote.chat_generator import OpenAIChatGenerator
@@ -18,6 +19,7 @@ from mm_rag_components.generation.base import ChatTurn
 from mm_rag_components.types import Candidate, Query
 
 
+@pytest.mark.llama_server
 def test_llama_server_scores_and_streams(tmp_path):
     server = start_llama_server_binary(tmp_path / "llama-server.log", parallel=2)
     try:

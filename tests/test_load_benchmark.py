@@ -14,9 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.llama_server
 def test_load_benchmark_tiny(tmp_path) -> None:
     out = tmp_path / "load.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load.py"), "--tiny", "--out", str(out)],
@@ -35,4 +38,34 @@ def test_load_benchmark_tiny(tmp_path) -> None:
     assert set(killed["during"]["errors"]) <= {"answer_failed", "answer_timeout", "backend"}
     web = result["kill_web"]
     assert web["index_intact"] and web["records_after"] == result["setup"]["records"] and web["conversation_continued"]
-    assert "throughput with 4 users vs the sequential baseline" in done.stdout
+    target = result["target_4_users"]
+    assert target["ratio"] == result["throughput_vs_sequential"]["4"] and target["met"] == (target["ratio"] >= 2.5)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("throughput with 4 users vs the sequential baseline"))
+    assert line.endswith(f"target ≥ 2.5×: {'met' if target['met'] else 'not met'} ({target['why']})")
+    assert "Loading weights" not in done.stdout + done.stderr and "Writing model shards" not in done.stdout + done.stderr
+
+
+def _load_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("load_benchmark", ROOT / "benchmarks" / "load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def test_the_throughput_target_gets_a_verdict_and_a_reason() -> None:
+    load = _load_module()
+    cpu = load.verdict(1.97, "llama", 4, 2)
+    assert (cpu["met"], cpu["min_ratio"]) == (False, 2.5)
+    assert "compute-bound" in cpu["why"] and "2 CPU cores" in cpu["why"] and "cannot batch" in cpu["why"]
+    assert load.verdict_line(cpu).startswith("target ≥ 2.5×: not met (the model server is the limit")
+    simulated = load.verdict(2.0, "simulated", 4, 2)
+    assert not simulated["met"] and simulated["why"].startswith("mm-rag serve is the limit")
+    assert load.verdict(3.13, "simulated", 4, 2)["met"] and load.verdict(2.5, "llama", 4, 16)["met"]
+    assert load.verdict_line(load.verdict(3.13, "simulated", 4, 2)) == "target ≥ 2.5×: met (overlapping questions ran concurrently, end to end)"

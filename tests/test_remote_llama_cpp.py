@@ -25,6 +25,8 @@ from mm_rag_components.rerank.pointwise import PointwiseRanker
 from mm_rag_components.types import RERANK_FLAG, Candidate, Query
 from remote_support import QWEN3_THINK_TEMPLATE, start_llama_server, stop_llama_server
 
+pytestmark = pytest.mark.llama_server
+
 T = QWEN3_THINK_TEMPLATE  # pinned: the format the facts were measured with
 PAIRS = [
     ("a red circle", ["A red circle on a white background.", "A blue square.", "Quarterly stock prices fell.", "A small red ball."]),

@@ -168,4 +168,22 @@ def ensure_loadable(
     return location
 
 
-__all__ = ["ModelLocation", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path", "model_kwargs"]
+def adapter_hint(source: str, *, local_files_only: bool) -> str | None:
+    """What to do when ``source`` is a LoRA adapter (``adapter_config.json``: e.g. MonoQwen2-VL)
+    rather than a model; ``None`` when it is not one (or cannot be told)."""
+    import json
+
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(source, "adapter_config.json", local_files_only=local_files_only,
+                            _raise_exceptions_for_missing_entries=False)
+        with open(found, encoding="utf-8") as handle:
+            base = json.load(handle).get("base_model_name_or_path") or "its base model"
+    except Exception:  # noqa: BLE001 - not an adapter, unreadable, or the hub is unreachable: no hint
+        return None
+    return (f"it is a LoRA adapter of {base}, not a model: merge it first (peft: PeftModel.from_pretrained(base, "
+            "adapter).merge_and_unload().save_pretrained(DIR), the base model's processor saved beside it) and pass DIR")
+
+
+__all__ = ["ModelLocation", "adapter_hint", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path", "model_kwargs"]

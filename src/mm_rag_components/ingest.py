@@ -132,9 +132,13 @@ def guarded(label: str, build: Callable[[], Any]) -> Any:
 
 
 def skip(report: IngestReport, skipped: Skipped) -> None:
-    """Record (and log) an input that was not indexed."""
-    skipped = Skipped(short(skipped.source, 300), short(skipped.reason))
-    logger.warning("skipped %s: %s", skipped.source, skipped.reason)
+    """Record (and log, at INFO: the run's warning counts them) an input that was not indexed;
+    the reason does not repeat the source it is listed under."""
+    source, reason = skipped
+    if source:
+        reason = reason.replace(f"{source}: ", "", 1)
+    skipped = Skipped(short(source, 300), short(reason))
+    logger.info("skipped %s: %s", skipped.source, skipped.reason)
     report.skipped.append(skipped)
 
 
@@ -172,15 +176,19 @@ class Ingester:
     ) -> None:
         """Create both collections, then process ``entries`` in windows, with a progress bar
         whose ``total()`` (counted cheaply up front) is asked only when the bar shows."""
-        from tqdm.auto import tqdm
+        from .progress import progress_bar
 
         for store in self.stores.values():
             store.ensure()
-        with tqdm(desc="ingesting", unit="file", disable=None if show_progress is None else not show_progress) as progress:
+        before = len(report.skipped)
+        with progress_bar(show_progress, desc="ingesting", unit="file") as progress:
             if not progress.disable:
                 progress.total = total()
                 progress.refresh()
             self._windows(entries, report, progress)
+        if len(report.skipped) > before:
+            logger.warning("%d inputs were skipped; the ingest report lists each with its reason (report.skipped, "
+                           "report.summary())", len(report.skipped) - before)
 
     def _windows(self, entries: Iterable[Entry | Skipped], report: IngestReport, progress: Any) -> None:
         window: list[Entry] = []

@@ -7,6 +7,7 @@ one line and the chat goes on.
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import IO
@@ -76,11 +77,16 @@ def _image_path(command: str, stdout: IO[str]) -> str | None:
     except ValueError as exc:
         print(f"error: {exc}", file=stdout, flush=True)
         return None
-    if len(parts) != 2 or not Path(parts[1]).expanduser().is_file():
-        print("error: /image needs the path of an image file", file=stdout, flush=True)
+    if len(parts) != 2:
+        print("error: /image needs the path of one image file (quote a path with spaces)", file=stdout, flush=True)
+        return None
+    path = Path(os.path.expanduser(parts[1]))  # unlike Path.expanduser, never raises for "~nosuchuser"
+    problem = None if path.is_file() else "is a folder, not a file" if path.is_dir() else "no such file"
+    if problem:
+        print(f"error: /image {parts[1]}: {problem}; nothing attached", file=stdout, flush=True)
         return None
     print(f"(image attached: {parts[1]})", file=stdout, flush=True)
-    return str(Path(parts[1]).expanduser())
+    return str(path)
 
 
 def _ask(conversation: Conversation, text: str, image: str | None, stdout: IO[str]) -> int:

@@ -30,13 +30,21 @@ COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,505}[A-Za-z0-9]$")
 # --------------------------------------------------------------------------- output
 
 
+class OutputClosed(Exception):
+    """The reader of our output went away (``mm-rag query … | head``): stop quietly."""
+
+
 def write(stream: TextIO, message: str) -> None:
-    """Print ``message``; characters the stream cannot encode (e.g. undecodable file names) are escaped."""
+    """Print ``message``; characters the stream cannot encode (e.g. undecodable file names) are
+    escaped. A reader that has gone (a broken pipe) raises :class:`OutputClosed`."""
     try:
-        print(message, file=stream, flush=True)
-    except UnicodeEncodeError:
-        encoding = getattr(stream, "encoding", None) or "utf-8"
-        print(message.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
+        try:
+            print(message, file=stream, flush=True)
+        except UnicodeEncodeError:
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            print(message.encode(encoding, "backslashreplace").decode(encoding), file=stream, flush=True)
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 def say(message: str) -> None:
@@ -181,12 +189,16 @@ def creatable_dir(option: str, value: str) -> Path:
 
 def check_common(args: argparse.Namespace) -> None:
     """Checks of the shared index options (commands with their own options skip them)."""
+    if getattr(args, "host", None) is None and getattr(args, "port", None) is not None:
+        web = "; the web chat's own port is --http-port" if hasattr(args, "http_port") else ""
+        raise ConfigError(f"--port is the Chroma server's port and needs --host HOST (without --host the index is the "
+                          f"embedded one at --db){web}")
     if getattr(args, "host", None) is None and getattr(args, "db", None) is not None:
         creatable_dir("--db", args.db)
 
 
 __all__ = [
-    "DEFAULT_COLLECTION", "DEFAULT_DB", "DEFAULT_MODEL", "INGEST_FIRST", "TINY_LABEL", "Parser", "UsageError",
+    "DEFAULT_COLLECTION", "DEFAULT_DB", "DEFAULT_MODEL", "INGEST_FIRST", "TINY_LABEL", "OutputClosed", "Parser", "UsageError",
     "bounded_int", "check_common", "collection_name", "creatable_dir", "existing_dir", "existing_file", "expand",
     "fail", "is_url", "non_empty", "path_of", "positive_seconds", "say", "server_url", "write",
 ]

@@ -115,6 +115,7 @@ def add_query_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("text", nargs="?", help="query text (optional with --image)")
     p.add_argument("--image", metavar="PATH", help="query image file; with text, a composed query")
+    store.add_retrieval_options(p)
     add_query_options(p)
 
 
@@ -123,6 +124,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder to ingest (default: shared COCO sample if present, else drawn shapes)")
     p.add_argument("--queries", type=bounded_int(1, 1000), default=5, metavar="N",
                    help="how many example queries to run (default 5)")
+    store.add_retrieval_options(p)
 
 
 __all__ = ["add_demo_arguments", "add_ingest_arguments", "add_query_arguments", "cmd_demo", "cmd_ingest", "cmd_query"]

@@ -268,8 +268,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app, described, tiny = _app(args)
     _header(described, tiny)
     service = app.state.service
-    say(f"questions: {service.admission.capacity} at a time ({service.status()['mode']}), {service.admission.queue} waiting "
-        f"at most, then HTTP 503; sessions: {service.sessions.path or 'in memory'}")
+    say(capacity_line(service))
     if not _loopback(args.bind):
         say(f"note: listening on {args.bind}: anyone who reaches this address can ask questions and see the indexed images")
     url = f"http://{args.bind}:{args.http_port}/"
@@ -283,6 +282,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     say(f"serving the chat on {url} (Ctrl-C to stop)")
     uvicorn.Server(uvicorn.Config(app, host=args.bind, port=args.http_port, log_level="warning")).run()
     return 0
+
+
+def capacity_line(service: Any) -> str:
+    """How many questions run at once, how many wait, where sessions live (serve's start-up line)."""
+    capacity, queue = service.admission.capacity, service.admission.queue
+    running = f"up to {capacity} at once (models on servers)" if service.concurrent else "one at a time (local models)"
+    waiting = f"{queue} more wait in line" if queue else "none waits"
+    return f"questions: {running}; {waiting}, then HTTP 503; sessions: {service.sessions.path or 'in memory'}"
 
 
 def worker_app() -> Any:
@@ -315,6 +322,7 @@ def add_chat_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_qa_options(parser: argparse.ArgumentParser) -> None:
+    store.add_retrieval_options(parser)
     models.add_model_options(parser, answer=True)
     _add_filter(parser)
     parser.add_argument("--history", type=bounded_int(1, 1000), default=20, metavar="N",
@@ -372,5 +380,6 @@ def _add_filter(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["FILTER_KEYS", "TINY_NOTE", "WORKER_ARGV", "add_chat_options", "allowed_hosts", "add_query_options", "add_serve_options", "chat_options",
+__all__ = ["FILTER_KEYS", "TINY_NOTE", "WORKER_ARGV", "add_chat_options", "add_query_options", "add_serve_options", "allowed_hosts",
+           "capacity_line", "chat_options",
            "check_listen", "cmd_chat", "cmd_serve", "filter_setting", "plan", "search_query", "worker_app"]

@@ -6,21 +6,13 @@ Commands call these through the module (``store.choose_model(...)``), so tests c
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, Sequence
 
 from ..errors import ConfigError, StoreError
 from .common import INGEST_FIRST, TINY_LABEL, expand, say
 
-
-def quiet_libraries(verbose: bool) -> None:
-    """Weight-loading progress bars and library chatter only with ``--verbose``."""
-    from transformers.utils import logging as hf_logging
-
-    if not verbose:
-        hf_logging.disable_progress_bar()
-    elif os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().lower() not in {"1", "true", "yes", "on"}:
-        hf_logging.enable_progress_bar()  # unless the user switched them off for good
+#: The Chroma server's port when ``--host`` is given without ``--port``.
+DEFAULT_CHROMA_PORT = 8000
 
 
 def tiny_model(db: str) -> str:
@@ -32,7 +24,6 @@ def tiny_model(db: str) -> str:
 
 def choose_model(args: argparse.Namespace, *, fallback: bool) -> tuple[str, bool]:
     """(model to load, is it a tiny test model). Falls back to a tiny model only when allowed."""
-    quiet_libraries(args.verbose)
     if args.tiny:
         return tiny_model(args.db), True
     from ..hub import locate_model
@@ -50,11 +41,15 @@ def choose_model(args: argparse.Namespace, *, fallback: bool) -> tuple[str, bool
 def client(args: argparse.Namespace) -> Any:
     from ..chroma_client import make_client
 
-    return make_client(None if args.host else args.db, host=args.host, port=args.port)
+    return make_client(None if args.host else args.db, host=args.host, port=chroma_port(args))
+
+
+def chroma_port(args: argparse.Namespace) -> int:
+    return DEFAULT_CHROMA_PORT if args.port is None else int(args.port)
 
 
 def where(args: argparse.Namespace) -> str:
-    return f"the Chroma server at {args.host}:{args.port}" if args.host else args.db
+    return f"the Chroma server at {args.host}:{chroma_port(args)}" if args.host else args.db
 
 
 def record_counts(chroma: Any, collection: str) -> dict[str, int | None]:
@@ -98,7 +93,7 @@ def index(args: argparse.Namespace, model: str, chroma: Any = None) -> Any:
     return MultimodalIndex(
         None if args.host else args.db,
         host=args.host,
-        port=args.port,
+        port=chroma_port(args),
         client=chroma,
         image_embedder=ClipEmbedder(model, batch_size=args.batch_size),
         collection=args.collection,
@@ -124,12 +119,13 @@ def retrieve(idx: Any, text: str | None, image: str | None, args: argparse.Names
 
 
 def add_index_options(parser: argparse.ArgumentParser) -> None:
-    """The options every index command shares (store, collection, embedding model, retrieval)."""
+    """The options every index command shares: store, collection, embedding model, batch size, -v."""
     from .common import DEFAULT_COLLECTION, DEFAULT_DB, DEFAULT_MODEL, bounded_int, collection_name, non_empty
 
     parser.add_argument("--db", default=DEFAULT_DB, metavar="DIR", help=f"embedded Chroma directory (default {DEFAULT_DB})")
     parser.add_argument("--host", type=non_empty, help="use a Chroma server at this host instead of the embedded store")
-    parser.add_argument("--port", type=bounded_int(1, 65535), default=8000, help="Chroma server port (default 8000)")
+    parser.add_argument("--port", type=bounded_int(1, 65535), metavar="PORT",
+                        help=f"the Chroma server's port, with --host (default {DEFAULT_CHROMA_PORT})")
     parser.add_argument(
         "--collection", type=collection_name, default=DEFAULT_COLLECTION, metavar="NAME",
         help=f"collection name; texts go to NAME-text (default {DEFAULT_COLLECTION}, as in MultimodalIndex)",
@@ -140,9 +136,15 @@ def add_index_options(parser: argparse.ArgumentParser) -> None:
                         help="use a tiny random-weight test model (offline; scores are meaningless)")
     parser.add_argument("--batch-size", type=bounded_int(1, 4096), default=32, metavar="N",
                         help="images/texts per embedding call and files per ingest window (default 32)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress, and show library progress bars (model loading included) and warnings")
+
+
+def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the commands that search the index (``query``, ``demo``, ``chat``, ``serve``)."""
+    from .common import bounded_int
+
     parser.add_argument("--top-k", type=bounded_int(1, 10_000), default=5, metavar="K",
                         help="results per modality (default 5)")
     parser.add_argument("--modalities", nargs="+", default=["image", "text"], choices=["image", "text"],
                         help="which collections to search (default: image text)")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log progress, and show library progress bars and warnings")

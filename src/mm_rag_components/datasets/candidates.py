@@ -157,9 +157,9 @@ def retrieve_candidates(
 def _progress(items: list[Any], enabled: bool, what: str) -> Iterable[Any]:
     if not enabled:
         return items
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar  # shown as mm_rag_components.progress's switch says
 
-    return tqdm(items, desc=what, unit="query")
+    return progress_bar(iterable=items, desc=what, unit="query")
 
 
 __all__ = ["DOC_ID", "Retrieved", "ingest_task", "open_index", "retrieve_candidates"]

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import ConfigError, MediaError, ModelError
 from ..hub import ensure_loadable
 from ..media import DEFAULT_MAX_PIXELS, load_image
+from ..progress import progress_bar, quiet_loading
 from ..validate import DTYPES, boolean, dtype_name, positive_int, torch_dtype  # DTYPES: re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 logger = logging.getLogger(__name__)
 
-#: Inputs longer than this show a progress bar unless ``show_progress=False``.
+#: Inputs longer than this show a progress bar (as :mod:`mm_rag_components.progress` says) unless ``show_progress=False``.
 PROGRESS_THRESHOLD = 256
 
 
@@ -145,15 +146,16 @@ class SentenceTransformerEmbedder:
         parts = {"local_files_only": True} if offline else {}
         model_kwargs = {**parts, **({"adapter_kwargs": dict(parts)} if offline else {}), **({"dtype": dtype} if dtype is not None else {})} or None
         try:
-            return SentenceTransformer(
-                source,
-                device=device,
-                model_kwargs=model_kwargs,
-                config_kwargs=parts or None,
-                processor_kwargs=parts or None,
-                local_files_only=offline,
-                trust_remote_code=self.trust_remote_code,
-            )
+            with quiet_loading():
+                return SentenceTransformer(
+                    source,
+                    device=device,
+                    model_kwargs=model_kwargs,
+                    config_kwargs=parts or None,
+                    processor_kwargs=parts or None,
+                    local_files_only=offline,
+                    trust_remote_code=self.trust_remote_code,
+                )
         except Exception as exc:  # noqa: BLE001 - every loading failure becomes one plain ModelError
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
             raise ModelError(
@@ -206,13 +208,10 @@ class SentenceTransformerEmbedder:
         size = self.batch_size if batch_size is None else positive_int("batch_size", batch_size)
         if len(items) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        show = len(items) > PROGRESS_THRESHOLD if show_progress is None else bool(show_progress)
         parts: list[np.ndarray] = []
         progress = None
-        if show:
-            from tqdm.auto import tqdm
-
-            progress = tqdm(total=len(items), desc=f"embedding {unit}", unit=unit)
+        if show_progress or (show_progress is None and len(items) > PROGRESS_THRESHOLD):
+            progress = progress_bar(show_progress, total=len(items), desc=f"embedding {unit}", unit=unit)
         try:
             for offset, chunk in _batches(items, size):
                 parts.append(self._encode(prepare(chunk, offset), size))

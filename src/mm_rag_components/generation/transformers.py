@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
 from ..hub import ensure_loadable, model_kwargs
+from ..progress import quiet_loading
 from ..validate import boolean, dtype_name, no_unknown, positive_int, torch_dtype
 from .base import ChatTurn
 
@@ -108,11 +109,12 @@ class TransformersGenerator:
         dtype = torch_dtype(self.dtype)
         try:
             loader = AutoProcessor if multimodal else AutoTokenizer
-            processor = loader.from_pretrained(self.model_name, **self._kwargs(), **self.processor_kwargs)
             model_class = AutoModelForImageTextToText if multimodal else AutoModelForCausalLM
-            model = model_class.from_pretrained(
-                self.model_name, **model_kwargs(self._kwargs()), **({"dtype": dtype} if dtype is not None else {}), **self.model_kwargs
-            )
+            with quiet_loading():
+                processor = loader.from_pretrained(self.model_name, **self._kwargs(), **self.processor_kwargs)
+                model = model_class.from_pretrained(
+                    self.model_name, **model_kwargs(self._kwargs()), **({"dtype": dtype} if dtype is not None else {}), **self.model_kwargs
+                )
         except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
             raise ModelError(f"cannot load {self.model_name!r}: {one_line(exc)}") from exc
         if getattr(processor, "chat_template", None) is None:

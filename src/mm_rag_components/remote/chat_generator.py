@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat model as a generator: chat turns (text and images) in, text out.
 
 :class:`OpenAIChatGenerator` implements the generator protocol of
-:mod:`~mm_rag_components.rerank.chat` — ``generate``, a native ``agenerate`` and streaming
+:mod:`~mm_rag_components.generation` — ``generate``, a native ``agenerate`` and streaming
 ``stream`` / ``astream`` — over ``/chat/completions`` of any OpenAI-compatible server (vLLM, llama.cpp,
 Ollama, hosted APIs), so it can answer (:class:`~mm_rag_components.answer.MultimodalAnswerer`) and
 rerank listwise (:class:`~mm_rag_components.rerank.listwise.ListwiseRanker`). Images travel as

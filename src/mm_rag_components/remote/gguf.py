@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError, one_line
+from ..progress import quiet_loading
 
 
 def cache_root() -> Path:
@@ -62,8 +63,9 @@ def _convert(gguf: Path, out: Path) -> None:
 
     source = {"pretrained_model_name_or_path": str(gguf.parent), "gguf_file": gguf.name}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(**source)
-        loaded = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(**source)
+            loaded = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
         raise ModelError(f"cannot read {gguf} through transformers (needs the gguf package): {one_line(exc)}") from exc
     config = loaded.config
@@ -71,8 +73,9 @@ def _convert(gguf: Path, out: Path) -> None:
         del config.quantization_config  # the weights below are plain float32
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with quiet_loading():
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
 
 
 __all__ = ["cache_root", "dequantised_model_dir", "file_sha256"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, one_line
+from ..progress import quiet_loading
 from ..scoring.prompt_builder import PROMPT_TOO_LONG, Prompt, PromptBuilder
 from ..scoring.templates import PointwiseTemplate
 
@@ -62,13 +63,15 @@ def _load(name: str, gguf_file: str | None, local_files_only: bool) -> tuple[Any
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
         raise ModelError(f"cannot load the tokenizer {name!r}: {one_line(exc)}") from exc
     if getattr(tokenizer, "chat_template", None):
         return tokenizer, None
     try:
-        processor = AutoProcessor.from_pretrained(name, **kwargs)
+        with quiet_loading():
+            processor = AutoProcessor.from_pretrained(name, **kwargs)
     except Exception:  # noqa: BLE001 - no processor: PromptBuilder says the template is missing
         return tokenizer, None
     return getattr(processor, "tokenizer", tokenizer), processor if getattr(processor, "chat_template", None) else None

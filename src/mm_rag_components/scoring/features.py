@@ -79,11 +79,11 @@ class FeatureStore:
 
     def precompute(self, images: Iterable[Any], step: int, *, max_pixels: int | None, show_progress: bool | None = None, progress: Any = None) -> int:
         """Features for ``images`` not cached yet (see :meth:`TransformersScorer.precompute`)."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         items = list(images)
         own = progress is None
-        bar = tqdm(total=len(items), desc="reranker image features", unit="image", disable=None if show_progress is None else not show_progress) if own else progress
+        bar = progress_bar(show_progress, total=len(items), desc="reranker image features", unit="image") if own else progress
         todo: dict[str, LoadedImage] = {}
         try:
             for item in items:

@@ -41,10 +41,9 @@ class IngestPrecompute:
         if not images:
             return None
         if self._bar is None:
-            from tqdm.auto import tqdm
+            from ..progress import progress_bar
 
-            disable = None if self.show_progress is None else not self.show_progress
-            self._bar = tqdm(total=0, desc="reranker image features", unit="image", disable=disable)
+            self._bar = progress_bar(self.show_progress, total=0, desc="reranker image features", unit="image")
         self._bar.total += len(images)
         self._bar.refresh()
         try:

@@ -1,4 +1,5 @@
-"""Pointwise prompts as a model sees them: template → chat messages → chat template text → ids.
+"""Pointwise prompts as a model sees them: template → chat messages → chat template text → ids
+(a plain-text template, ``chat=False``, skips the chat template; its ``suffix_ids`` end the ids).
 
 One builder serves every consumer of a pointwise prompt — the local scorer, the raw-prompt remote
 scorer and training — so they see exactly the same tokens. It also
@@ -68,7 +69,7 @@ class PromptBuilder:
         #: Without a known expansion an image placeholder stays one token (its ids depend on the image).
         self.image_expansion = image_expansion or ([self.image_token_id] if self.image_token_id is not None else [])
         self.multimodal = processor is not None
-        if self._chat_template() is None:
+        if template.chat and self._chat_template() is None:
             raise ModelError("the model has no chat template; pointwise prompts need one")
         specials = set(tokenizer.all_special_tokens) | set(getattr(tokenizer, "additional_special_tokens", None) or [])
         added = getattr(tokenizer, "added_tokens_decoder", None) or {}
@@ -76,7 +77,7 @@ class PromptBuilder:
         if image_token:
             specials.add(image_token)
         self.specials = sorted((s for s in specials if s), key=len, reverse=True)
-        self.role_markers = self._find_role_markers()
+        self.role_markers = self._find_role_markers() if template.chat else []
 
     def _chat_template(self) -> Any:
         return getattr(self.processor, "chat_template", None) or getattr(self.tokenizer, "chat_template", None)
@@ -113,13 +114,12 @@ class PromptBuilder:
         self, query_text: str | None, query_image: bool, document: str | None, document_image: bool
     ) -> tuple[str, list[str]]:
         """The full prompt text for one pair and the order of its images (``query``/``document``)."""
-        messages, order = self.template.messages(
-            query=self.clean(query_text),
-            document=self.clean(document),
-            query_image=query_image,
-            document_image=document_image,
-            instruction=self.instruction,
-        )
+        fields = {"query": self.clean(query_text), "document": self.clean(document), "query_image": query_image,
+                  "document_image": document_image, "instruction": self.instruction}
+        if not self.template.chat:
+            text, order = self.template.text(**fields)
+            return text + self.template.answer_prefix, order
+        messages, order = self.template.messages(**fields)
         return self.apply_chat_template(messages) + self.template.answer_prefix, order
 
     def tokenize(self, text: str, expansions: Sequence[Sequence[int]] | None = None) -> list[int]:
@@ -140,6 +140,9 @@ class PromptBuilder:
 
     def answer_ids(self) -> tuple[int, int]:
         """The yes/no answer tokens as the model would emit them after this template's prompt."""
+        if self.template.head != "yes_no":
+            raise ModelError(f"template {self.template.name!r} is scored by the model's own head; it has no yes/no "
+                             "answer tokens (a yes/no scorer, a server's log-probabilities or training cannot use it)")
         prompt, _ = self.render("query", False, "document", False)
         base = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         prefer_space = not prompt[-1:].isspace()
@@ -171,14 +174,15 @@ class PromptBuilder:
 
         ``expansions``: the ids of the ``"query"`` / ``"document"`` image, when they depend on it."""
         text, order = self.render(query_text, query_image, document, document_image)
-        ids = self.tokenize(text, self._expansions(order, expansions))
+        ids = self._ids(text, order, expansions)
         if self.max_length is None or len(ids) <= self.max_length:
             return Prompt(text, ids, order)
         return self._truncate(query_text, query_image, self.clean(document) or "", document_image, len(ids), expansions)
 
-    @staticmethod
-    def _expansions(order: list[str], expansions: Mapping[str, Sequence[int]] | None) -> list[Sequence[int]] | None:
-        return None if expansions is None else [expansions[label] for label in order]
+    def _ids(self, text: str, order: list[str], expansions: Mapping[str, Sequence[int]] | None) -> list[int]:
+        """The prompt's ids: ``text`` tokenized with its images expanded, then the template's suffix ids."""
+        labels = None if expansions is None else [expansions[label] for label in order]
+        return self.tokenize(text, labels) + list(self.template.suffix_ids)
 
     def _truncate(
         self, query_text: str | None, query_image: bool, document: str, document_image: bool, length: int,
@@ -190,7 +194,7 @@ class PromptBuilder:
         keep = len(doc_ids) - (length - self.max_length) - 2  # margin for re-tokenisation at the cut
         while keep >= 0:
             text, order = self.render(query_text, query_image, self.tokenizer.decode(doc_ids[:keep]), document_image)
-            ids = self.tokenize(text, self._expansions(order, expansions))
+            ids = self._ids(text, order, expansions)
             if len(ids) <= self.max_length:
                 return Prompt(text, ids, order, TRUNCATED)
             keep -= max(1, len(ids) - self.max_length)

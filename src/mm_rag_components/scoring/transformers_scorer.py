@@ -1,7 +1,8 @@
 """Pointwise yes/no scoring with a local Hugging Face chat VLM or causal LM.
 
 Score = softmax([z_yes, z_no])[yes] = sigmoid(z_yes − z_no) at the answer position — never
-P(yes) over the whole vocabulary.
+P(yes) over the whole vocabulary. A reranker trained with its own scoring head instead
+(jina-reranker-m0) is scored by that head, read from its checkpoint (:mod:`.heads`).
 
 What differs between architectures (how an image enters the sequence, positions, the processor,
 the vision features) lives in one adapter per family (:mod:`.families`: Idefics3/SmolVLM, LLaVA,
@@ -18,6 +19,7 @@ Nothing is read at construction: the processor/tokenizer loads on first use (or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -27,11 +29,13 @@ from typing import Any
 
 from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
+from ..progress import quiet_loading
 from ..types import Candidate, Query
 from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
 from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
 from .fast_path import FastPath, Prepared
 from .features import FeatureStore
+from .heads import ScoreHead, YesNoHead, check_head, head_keys_expected
 from .prompt_builder import PROMPT_TOO_LONG, PromptBuilder
 from .templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 
@@ -42,7 +46,7 @@ FAST_VLMS = frozenset({"idefics3", "smolvlm", "llava", "qwen2_vl", "qwen2_5_vl",
 UNSUPPORTED_MODALITY = "unsupported_modality"
 #: Lists longer than this show a progress bar.
 PROGRESS_THRESHOLD = 64
-_LAZY = ("family", "tokenizer", "processor", "prompts", "yes_id", "no_id", "hf_config")
+_LAZY = ("family", "tokenizer", "processor", "prompts", "yes_id", "no_id", "hf_config", "head_bias")
 
 
 class TransformersScorer:
@@ -162,18 +166,21 @@ class TransformersScorer:
     def _load_processor(self) -> dict[str, Any]:
         from transformers import AutoConfig
 
-        from ..hub import ensure_loadable
+        from ..hub import adapter_hint, ensure_loadable
         from .families import family_for
 
         location = ensure_loadable(self.model_name_or_path, what="scorer model", local_files_only=bool(self.local_files_only))
         kwargs = {**self._load_kwargs, "local_files_only": bool(self.local_files_only) or location.load_offline}
         self._load_kwargs = kwargs
         try:
-            config = AutoConfig.from_pretrained(self.model_name_or_path, **kwargs)
-            family = family_for(config)
-            family.load(self.model_name_or_path, kwargs, config, self.image_splitting)
+            with quiet_loading():
+                config = AutoConfig.from_pretrained(self.model_name_or_path, **kwargs)
+                family = family_for(config)
+                family.load(self.model_name_or_path, kwargs, config, self.image_splitting)
         except Exception as exc:  # noqa: BLE001 - one plain error for any loading failure
-            raise ModelError(f"cannot load {self.model_name_or_path!r}: {one_line(exc)}") from exc
+            hint = adapter_hint(self.model_name_or_path, local_files_only=kwargs["local_files_only"])
+            raise ModelError(f"cannot load {self.model_name_or_path!r}: {hint or one_line(exc)}") from exc
+        head_bias = check_head(self.name, self.template, config)
         try:
             prompts = PromptBuilder(
                 family.tokenizer,
@@ -184,12 +191,12 @@ class TransformersScorer:
                 image_token=family.image_token,
                 image_expansion=family.default_expansion(),
             )
-            yes_id, no_id = prompts.answer_ids()
+            yes_id, no_id = prompts.answer_ids() if head_bias is None else (None, None)
         except ModelError as exc:
             raise ModelError(f"{self.name}: {exc}") from exc
         processor = getattr(family, "processor", None) or family.tokenizer
         return {"family": family, "tokenizer": family.tokenizer, "processor": processor, "prompts": prompts,
-                "yes_id": yes_id, "no_id": no_id, "hf_config": config}
+                "yes_id": yes_id, "no_id": no_id, "hf_config": config, "head_bias": head_bias}
 
     def warm_up(self) -> None:
         """Load the processor and the model now (otherwise they load on first use)."""
@@ -213,17 +220,17 @@ class TransformersScorer:
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         loader = getattr(transformers, family.model_class)
         try:
-            model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **model_kwargs(self._load_kwargs))
+            with quiet_loading(), head_keys_expected() if state["head_bias"] is not None else contextlib.nullcontext():
+                model = loader.from_pretrained(self.model_name_or_path, dtype=torch_dtype(self.dtype), **model_kwargs(self._load_kwargs))
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"cannot load model {self.model_name_or_path!r}: {one_line(exc)}") from exc
         model.to(device).eval()
         self._device = torch.device(device)
-        head = model.get_output_embeddings()
-        rows = torch.tensor([state["yes_id"], state["no_id"]], device=head.weight.device)
-        self._answer_weight = head.weight.index_select(0, rows)
-        bias = getattr(head, "bias", None)
-        self._answer_bias = bias.index_select(0, rows) if bias is not None else None
-        self._softcap = getattr(getattr(model.config, "text_config", model.config), "final_logit_softcapping", None)
+        if state["head_bias"] is None:
+            self._head: Any = YesNoHead(model, state["yes_id"], state["no_id"])
+        else:
+            hidden_size = getattr(getattr(model.config, "text_config", model.config), "hidden_size")
+            self._head = ScoreHead.from_checkpoint(self.model_name_or_path, state["head_bias"], hidden_size).to(self._device, model.dtype)
         self.features.bind(self.model_name_or_path, family, model, self._device)
         return model
 
@@ -318,23 +325,21 @@ class TransformersScorer:
         from .families.base import to_device
 
         out = {}
+        suffix = self.template.suffix_ids
         for item in items:
-            inputs = to_device(self.family.reference_inputs(item.text, [im.image for im in item.images]), self._device, self._model.dtype)
+            inputs = _with_suffix(self.family.reference_inputs(item.text, [im.image for im in item.images]), suffix)
+            inputs = to_device(inputs, self._device, self._model.dtype)
             with torch.inference_mode():
+                if self.yes_id is None:  # the model's own head on the final hidden state
+                    hidden = self._model(**inputs, output_hidden_states=True).hidden_states[-1][:, -1]
+                    out[item.index] = float(self._head(hidden)[0])
+                    continue
                 logits = self._model(**inputs, logits_to_keep=1).logits[0, -1].float()
             out[item.index] = float(logits[self.yes_id] - logits[self.no_id])
         return out
 
     def _answer_logodds(self, hidden: Any) -> Any:
-        import torch
-
-        logits = hidden.to(self._answer_weight.dtype) @ self._answer_weight.T
-        if self._answer_bias is not None:
-            logits = logits + self._answer_bias
-        if self._softcap:
-            logits = torch.tanh(logits / self._softcap) * self._softcap
-        logits = logits.float()
-        return logits[:, 0] - logits[:, 1]
+        return self._head(hidden)
 
     # image features ahead of time ------------------------------------------------------------
     def precompute(self, images: Iterable[Any], *, show_progress: bool | None = None, progress: Any = None) -> int:
@@ -348,6 +353,21 @@ class TransformersScorer:
         return self.features.precompute(images, self._vision_step(), max_pixels=self.max_pixels, show_progress=show_progress, progress=progress)
 
 
+def _with_suffix(inputs: dict[str, Any], suffix: tuple[int, ...]) -> dict[str, Any]:
+    """Processor inputs for one sequence with ``suffix`` token ids appended (a template's score token)."""
+    if not suffix:
+        return inputs
+    import torch
+
+    out = dict(inputs)
+    ids = torch.tensor([list(suffix)], dtype=inputs["input_ids"].dtype)
+    out["input_ids"] = torch.cat([inputs["input_ids"], ids], dim=1)
+    for key, fill in (("attention_mask", 1), ("mm_token_type_ids", 0)):
+        if key in inputs:
+            out[key] = torch.cat([inputs[key], torch.full((1, len(suffix)), fill, dtype=inputs[key].dtype)], dim=1)
+    return out
+
+
 def _layouts(items: list[Prepared]) -> dict[str, Any]:
     return {im.sha256: lay for p in items for im, lay in zip(p.images, p.layouts)}
 
@@ -355,9 +375,9 @@ def _layouts(items: list[Prepared]) -> dict[str, Any]:
 def _progress(total: int) -> Any:
     if total <= PROGRESS_THRESHOLD:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
-    return tqdm(total=total, desc="scoring", unit="candidate")
+    return progress_bar(total=total, desc="scoring", unit="candidate")
 
 
 __all__ = ["FAST_VLMS", "PROMPT_TOO_LONG", "TransformersScorer", "UNSUPPORTED_MODALITY"]

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "build_tiny_causal_lm": "vlm",
     "build_smolvlm_256m_random": "vlm",
     "build_tiny_qwen2_vl": "qwen",
+    "build_tiny_jina_reranker_m0": "qwen",
     "build_tiny_qwen3_vl": "qwen",
     "build_qwen3_vl_2b_random": "qwen",
     "write_captioned_folder": "captions",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ModelError
+from ..progress import quiet_loading
 from .data import shared_dir
 from .tokenizer import train_bpe_tokenizer
 
@@ -151,7 +152,8 @@ def _build_once(path: str | Path, params: dict[str, Any], write: Callable[[Path]
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        write(tmp)
+        with quiet_loading():
+            write(tmp)
         (tmp / BUILD_MARKER).write_text(json.dumps(params, indent=2, sort_keys=True), encoding="utf-8")
         if ours:
             shutil.rmtree(target)

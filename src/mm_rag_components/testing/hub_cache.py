@@ -144,11 +144,18 @@ def _tiny_smolvlm(path: Path) -> Path:
     return build_tiny_idefics3(path)
 
 
+def _tiny_jina_m0(path: Path) -> Path:
+    from .qwen import build_tiny_jina_reranker_m0
+
+    return build_tiny_jina_reranker_m0(path)
+
+
 #: Hub ids the README and the CLI name, and the builder of a tiny random-weight stand-in for each.
 TINY_STANDINS: dict[str, Callable[[Path], Path]] = {
     "sentence-transformers/clip-ViT-B-32": _tiny_st_clip,
     "sentence-transformers/all-MiniLM-L6-v2": _tiny_text,
     "HuggingFaceTB/SmolVLM-256M-Instruct": _tiny_smolvlm,
+    "jinaai/jina-reranker-m0": _tiny_jina_m0,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..progress import quiet_loading
 from .tokenizer import train_bpe_tokenizer
 
 #: Qwen2-VL / Qwen2.5-VL Instruct (also MonoQwen2-VL, jina-reranker-m0): a default system
@@ -94,9 +95,10 @@ def _token_ids(tokenizer: Any) -> dict[str, int]:
 
 def _save(path: Path, model: Any, tokenizer: Any, image_processor: Any, chat_template: str) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    image_processor.save_pretrained(path)
+    with quiet_loading():
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        image_processor.save_pretrained(path)
     (path / "chat_template.jinja").write_text(chat_template, encoding="utf-8")
     return path
 
@@ -130,6 +132,33 @@ def build_tiny_qwen2_vl(path: str | Path, *, seed: int = 0, max_pixels: int = 84
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
     return _save(Path(path), model, tokenizer, _image_processor(14, 28 * 28, max_pixels), QWEN2_VL_CHAT_TEMPLATE)
+
+
+def build_tiny_jina_reranker_m0(path: str | Path, *, seed: int = 0, max_pixels: int = 84 * 84) -> Path:
+    """A tiny checkpoint shaped like jinaai/jina-reranker-m0: the tiny Qwen2-VL plus a seeded score
+    head in its weights (``score.0``: hidden → hidden, ``score.2``: hidden → 1, as
+    ``JinaVLForRanking`` saves them), ``architectures: ["JinaVLForRanking"]`` and an ``auto_map`` to
+    remote code that is deliberately absent (loading it must never need that code)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    target = build_tiny_qwen2_vl(path, seed=seed, max_pixels=max_pixels)
+    config = json.loads((target / "config.json").read_text(encoding="utf-8"))
+    hidden = int(config.get("text_config", config).get("hidden_size") or config["hidden_size"])
+    weights = load_file(str(target / "model.safetensors"))
+    generator = torch.Generator().manual_seed(seed + 1)
+    weights.update({
+        "score.0.weight": torch.randn(hidden, hidden, generator=generator) * 0.2,
+        "score.0.bias": torch.randn(hidden, generator=generator) * 0.1,
+        "score.2.weight": torch.randn(1, hidden, generator=generator) * 0.5,
+        "score.2.bias": torch.tensor([2.5]),
+    })
+    save_file(weights, str(target / "model.safetensors"), metadata={"format": "pt"})
+    config.update(architectures=["JinaVLForRanking"], auto_map={"AutoModel": "modeling.JinaVLForRanking"})
+    (target / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return target
 
 
 def _qwen3_vl_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], vocab_size: int | None) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..progress import quiet_loading
 from .tokenizer import train_bpe_tokenizer
 
 #: SmolVLM's chat template (Idefics3): ``<|im_start|>User:<image>text<end_of_utterance>\nAssistant:``.
@@ -58,8 +59,9 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def _save(model: Any, processor: Any, path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
+    with quiet_loading():
+        model.save_pretrained(path)
+        processor.save_pretrained(path)
     return path
 
 

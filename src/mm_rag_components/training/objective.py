@@ -37,6 +37,8 @@ class PairEncoder:
         self.family = scorer.family
         self.prompts = scorer.prompts
         self.yes_id, self.no_id = scorer.yes_id, scorer.no_id
+        if self.yes_id is None:  # a model scored by its own head (jina-reranker-m0)
+            raise ConfigError(f"training learns yes/no answers; template {scorer.template.name!r} scores with the model's own head")
         self.pad_id = scorer.tokenizer.pad_token_id if scorer.tokenizer.pad_token_id is not None else 0
 
     def check(self, examples: Sequence[Example]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
 from ..hub import model_kwargs
+from ..progress import quiet_loading
 from .config import TrainConfig
 from .data import Example, check_labels, fingerprint
 from .objective import PairEncoder, pair_loss
@@ -81,7 +82,8 @@ def load_trainable(model_path: str | Path, config: TrainConfig) -> tuple[Any, An
                                 max_length=config.max_length, device=config.device or "cpu", fast=False)
     family = scorer.family  # loads tokenizer/processor; a ModelError names the problem
     try:
-        model = getattr(transformers, family.model_class).from_pretrained(str(model_path), dtype=torch.float32, **model_kwargs(scorer.load_options))
+        with quiet_loading():
+            model = getattr(transformers, family.model_class).from_pretrained(str(model_path), dtype=torch.float32, **model_kwargs(scorer.load_options))
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"cannot load model {str(model_path)!r}: {one_line(exc)}") from exc
     model.to(config.device or "cpu")
@@ -273,9 +275,9 @@ def _encoded(encoder: PairEncoder, train: Sequence[Example], index: int, cache: 
 def _bar(total: int, start: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar  # shown as mm_rag_components.progress's switch says
 
-    return tqdm(total=total, initial=start, desc="training", unit="step")
+    return progress_bar(total=total, initial=start, desc="training", unit="step")
 
 
 def save_model(net: Any, scorer: Any, source: str | Path, output: Path) -> None:
