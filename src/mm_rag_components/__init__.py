@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "OpenAIChatScorer": "remote",
     "RerankEndpointScorer": "remote",
     "OpenAIChatGenerator": "remote",
+    "TransportSettings": "remote",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "PointwiseTemplate": "scoring.templates",

@@ -2,6 +2,8 @@
 (:class:`OpenAIChatScorer`), rerank endpoints (:class:`RerankEndpointScorer`), an OpenAI-compatible
 chat model as a generator (:class:`OpenAIChatGenerator`: answers, listwise), and
 :func:`parity` — how far a server's scores are from the local :class:`TransformersScorer`'s.
+Every client is configured by one :class:`TransportSettings` (timeouts, a whole-request deadline,
+retries, size caps).
 
 Names resolve lazily; ``httpx`` is the only client library used.
 """
@@ -16,7 +18,11 @@ _LAZY: dict[str, str] = {
     "OpenAIChatGenerator": "chat_generator",
     "RemotePointScore": "answers",
     "RemoteError": "http",
+    "LimitExceeded": "http",
+    "DeadlineExceeded": "http",
+    "ResponseTooLarge": "http",
     "JsonClient": "http",
+    "TransportSettings": "transport",
     "ParityReport": "parity",
     "parity": "parity",
     "run_parity_command": "parity",
