@@ -3,7 +3,7 @@
 chat model as a generator (:class:`OpenAIChatGenerator`: answers, listwise), and
 :func:`parity` — how far a server's scores are from the local :class:`TransformersScorer`'s.
 Every client is configured by one :class:`TransportSettings` (timeouts, a whole-request deadline,
-retries, size caps).
+retries, size caps); :class:`UrlPolicy` guards image URLs fetched when ``allow_urls`` is on.
 
 Names resolve lazily; ``httpx`` is the only client library used.
 """
@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "ResponseTooLarge": "http",
     "JsonClient": "http",
     "TransportSettings": "transport",
+    "UrlPolicy": "urls",
     "ParityReport": "parity",
     "parity": "parity",
     "run_parity_command": "parity",
