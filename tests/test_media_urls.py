@@ -102,17 +102,17 @@ def test_redirects_are_followed_when_allowed_and_capped():
                 fetch(f"{server.url}{path}", LOCAL)
 
 
-@pytest.mark.parametrize("reply, says", [
-    (image(png() + b"\0" * 5000), "download limit"),
-    (image(length=10**12), "download limit"),
-    (Reply(body=b"", content_type="image/png", forever=b"\0" * 4096), "download limit"),
-    (image(drip=0.05), "deadline"),
-    (image(drip=0.05, drip_headers=True), "deadline"),
-    (Reply(body=b"", content_type="image/png", forever=b"\0", every=0.01), "deadline"),
-    (Reply(500, b"broken"), "HTTP 500"),
+@pytest.mark.parametrize("reply, deadline, says", [
+    (image(png() + b"\0" * 5000), 30.0, "download limit"),
+    (image(length=10**12), 30.0, "download limit"),
+    (Reply(body=b"", content_type="image/png", forever=b"\0" * 4096), 30.0, "download limit"),
+    (image(drip=0.05), 0.5, "deadline"),
+    (image(drip=0.05, drip_headers=True), 0.5, "deadline"),
+    (Reply(body=b"", content_type="image/png", forever=b"\0", every=0.01), 0.5, "deadline"),
+    (Reply(500, b"broken"), 30.0, "HTTP 500"),
 ])
-def test_bytes_and_time_are_bounded(reply, says):
-    policy = UrlPolicy(allow=("127.0.0.1",), max_bytes=4096, deadline=0.5)
+def test_bytes_and_time_are_bounded(reply, deadline, says):
+    policy = UrlPolicy(allow=("127.0.0.1",), max_bytes=4096, deadline=deadline)
     with site({"/x.png": reply}) as server:
         with pytest.raises(MediaError, match=says):
             finishes(lambda: read_image_bytes(f"{server.url}/x.png", allow_urls=policy))

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable, TypeVar
 
+from .aio import wait_at_most
 from .errors import ConfigError, ModelError, one_line
 from .rerank.chat import FLAG_TIMEOUT
 
@@ -61,7 +62,7 @@ class AnswerStream:
         try:
             while True:
                 try:
-                    piece = await asyncio.wait_for(anext(pieces), None if end is None else max(0.0, end - time.monotonic()))
+                    piece = await wait_at_most(anext(pieces), None if end is None else end - time.monotonic())
                 except StopAsyncIteration:
                     break
                 yield self._keep(piece)

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from ..aio import wait_at_most
 from .deadline import deadline, passed
 from .http import JsonClient, LimitExceeded, RemoteError, ResponseTooLarge, decode_json, snippet
 
@@ -181,7 +182,7 @@ def stream_text(client: JsonClient, path: str, payload: dict[str, Any]) -> Itera
 
 
 async def astream_text(client: JsonClient, path: str, payload: dict[str, Any]) -> AsyncIterator[str]:
-    """Async :func:`stream_text` (every await bounded by ``asyncio.wait_for``)."""
+    """Async :func:`stream_text` (every await bounded by :func:`~mm_rag_components.aio.wait_at_most`)."""
     started, at = client.start()
     first = min(at, started + client.settings.first_token)
 
@@ -194,15 +195,15 @@ async def astream_text(client: JsonClient, path: str, payload: dict[str, Any]) -
             reader = response = None
             try:
                 request = http.build_request("POST", client.url(path), json=payload)
-                response = await asyncio.wait_for(http.send(request, stream=True), left(first))
+                response = await wait_at_most(http.send(request, stream=True), left(first))
                 if response.status_code >= 400:
-                    raw = await asyncio.wait_for(client.aread(response, path), left(at))
+                    raw = await wait_at_most(client.aread(response, path), left(at))
                     retry_in = _status_verdict(client, path, attempt, response, raw, at)
                 else:
                     reader = _Reader(client, path, response, started, at)
                     chunks = response.aiter_bytes()
                     while not reader.done:
-                        chunk = await asyncio.wait_for(anext(chunks, None), left(reader.bound()))
+                        chunk = await wait_at_most(anext(chunks, None), left(reader.bound()))
                         for piece in reader.feed(chunk):
                             yield piece
                         if chunk is None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from ..aio import wait_at_most
 from ..config import loading
 from ..errors import BackendError, ConfigError
 from ..validate import text
@@ -309,7 +310,7 @@ class JsonClient:
         attempt = 0
         while True:
             try:
-                verdict = await asyncio.wait_for(self._atry(client, path, payload, attempt, at), max(0.0, at - time.monotonic()))
+                verdict = await wait_at_most(self._atry(client, path, payload, attempt, at), at - time.monotonic())
             except asyncio.TimeoutError:
                 raise self.deadline_error(path) from None
             if verdict.retry_in is None:
