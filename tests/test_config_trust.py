@@ -176,3 +176,20 @@ def test_trust_does_not_leak_out_of_from_dict(env):
         assert config.loading() is None
         _use(OpenAIChatScorer("m", base_url=server.url + "/v1", template=TEST_TEMPLATE, transport=FAST))
         assert _sent_key(server) == "sk-env"
+
+
+def test_trusting_grants_permissions_to_configs_a_framework_loads(env):
+    with _server() as server:
+        saved = config.to_dict(OpenAIChatScorer("m", base_url=server.url + "/v1", template=TEST_TEMPLATE, transport=FAST))
+        with config.trusting(api_key="sk-granted"):
+            _use(config.from_dict(saved))  # as a framework adapter would call it
+            assert _sent_key(server) == "sk-granted"
+            _use(OpenAIChatScorer("m", base_url=server.url + "/v1", template=TEST_TEMPLATE, transport=FAST))
+            assert _sent_key(server) == "sk-env"  # built in code: unaffected
+        _use(config.from_dict(saved))
+        assert _sent_key(server) is None
+    asking = config.to_dict(TransformersScorer("some/model", trust_remote_code=True))
+    with config.trusting(allow_remote_code=True):
+        assert config.from_dict(asking).trust_remote_code is True
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        config.from_dict(asking)

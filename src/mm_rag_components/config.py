@@ -20,14 +20,18 @@ permissions of its own.
   else any config could send your key to a host of its choosing — unless the caller passes
   ``api_key=`` (used by every remote component of this config) or ``use_env_key=True``, or the
   environment names that very server (``MMRAG_BASE_URL`` …). Keys are never saved.
+
+Where a framework calls :func:`from_dict` for you (a Haystack pipeline loading its components),
+grant the same permissions around it: ``with config.trusting(api_key=...): Pipeline.loads(...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -128,11 +132,23 @@ class LoadTrust:
 
 
 _LOADING: ContextVar[LoadTrust | None] = ContextVar("mm_rag_config_loading", default=None)
+_GRANTED: ContextVar[LoadTrust] = ContextVar("mm_rag_config_granted", default=LoadTrust())
 
 
 def loading() -> LoadTrust | None:
     """The :class:`LoadTrust` of the :func:`from_dict` call in progress (``None`` outside one)."""
     return _LOADING.get()
+
+
+@contextlib.contextmanager
+def trusting(*, allow_remote_code: bool = False, use_env_key: bool = False, api_key: str | None = None) -> Iterator[None]:
+    """Grant every :func:`from_dict` call in this block these permissions (for configs that a
+    framework loads for you); components built in code here are not affected."""
+    token = _GRANTED.set(LoadTrust(allow_remote_code, use_env_key, api_key))
+    try:
+        yield
+    finally:
+        _GRANTED.reset(token)
 
 
 def from_dict(
@@ -142,7 +158,7 @@ def from_dict(
     """Rebuild a component saved by :func:`to_dict`; ``overrides`` replace top-level arguments
     (for what cannot be saved, e.g. ``from_dict(data, llm=my_llm)``). ``allow_remote_code``,
     ``use_env_key`` and ``api_key``: what the config may do (see the module docstring)."""
-    outer = _LOADING.get() or LoadTrust()
+    outer = _LOADING.get() or _GRANTED.get()
     trust = LoadTrust(allow_remote_code or outer.allow_remote_code, use_env_key or outer.use_env_key,
                       api_key if api_key is not None else outer.api_key)
     if not trust.allow_remote_code:
@@ -195,4 +211,4 @@ def _decode(value: Any) -> Any:
     return value
 
 
-__all__ = ["REGISTRY", "SECRET_KEYS", "TYPE_KEY", "LoadTrust", "from_dict", "loading", "register", "to_dict"]
+__all__ = ["REGISTRY", "SECRET_KEYS", "TYPE_KEY", "LoadTrust", "from_dict", "loading", "register", "to_dict", "trusting"]
