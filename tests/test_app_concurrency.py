@@ -25,6 +25,7 @@ from mm_rag_components.errors import ConfigError
 from mm_rag_components.rerank import PointwiseRanker
 from mm_rag_components.remote.chat_generator import OpenAIChatGenerator
 from mm_rag_components.remote.chat_scorer import OpenAIChatScorer
+from mm_rag_components.remote.transport import TransportSettings
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def index(tmp_path_factory) -> MultimodalIndex:
 
 
 def remote_pipeline(index: MultimodalIndex, server: FakeOpenAI) -> QAPipeline:
-    scorer = OpenAIChatScorer("judge", base_url=server.url, backoff=0.0)
-    writer = OpenAIChatGenerator("writer", base_url=server.url, backoff=0.0, retries=0)
+    scorer = OpenAIChatScorer("judge", base_url=server.url, transport=TransportSettings(backoff=0.0))
+    writer = OpenAIChatGenerator("writer", base_url=server.url, transport=TransportSettings(backoff=0.0, retries=0))
     return QAPipeline(index, image_top_k=3, text_top_k=1, reranker=PointwiseRanker(scorer), answerer=MultimodalAnswerer(writer))
 
 

@@ -3,7 +3,6 @@
 import base64
 import io
 import random
-import urllib.request
 
 import numpy as np
 import pytest
@@ -94,7 +93,7 @@ def test_urls_are_refused_unless_enabled_and_never_fetched(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("a URL was fetched")
 
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr("mm_rag_components.remote.urls.fetch", no_network)
     for url in ("https://example.com/cat.png", "HTTP://example.com/cat.jpg"):
         with pytest.raises(MediaError, match="allow_urls"):
             load_image(url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 
@@ -11,14 +12,17 @@ import httpx
 import pytest
 from PIL import Image
 
+from mm_rag_components import config
 from mm_rag_components.answer import MultimodalAnswerer
 from mm_rag_components.errors import ConfigError
 from mm_rag_components.remote.chat_generator import OpenAIChatGenerator
 from mm_rag_components.remote.http import RemoteError
 from mm_rag_components.generation.base import ChatTurn, ListwiseGenerator
+from mm_rag_components.remote.transport import TransportSettings
 from mm_rag_components.types import Candidate, Query
 
 URL = "http://fake.test/v1"
+TRANSPORT_FIELDS = {f.name for f in dataclasses.fields(TransportSettings)}
 
 
 def _sse(*pieces: str, done: bool = True) -> bytes:
@@ -42,10 +46,10 @@ def _generator(handler, **options) -> tuple[OpenAIChatGenerator, list[httpx.Requ
         seen.append(request)
         return handler(request)
 
-    generator = OpenAIChatGenerator("served-model", base_url=URL, backoff=0.0, **options)
+    settings = {key: options.pop(key) for key in list(options) if key in TRANSPORT_FIELDS}
+    generator = OpenAIChatGenerator("served-model", base_url=URL, transport=TransportSettings(backoff=0.0, **settings), **options)
     transport = httpx.MockTransport(record)
     generator.client._client = httpx.Client(transport=transport, headers=generator.client.headers)
-    generator._stream_client = httpx.Client(transport=transport, headers=generator.client.headers)
     generator.client.async_client = lambda: httpx.AsyncClient(transport=transport, headers=generator.client.headers)  # type: ignore[method-assign]
     return generator, seen
 
@@ -67,7 +71,7 @@ def test_messages_payload_and_answer(monkeypatch):
     url = parts[1]["image_url"]["url"]
     assert url.startswith("data:image/png;base64,")
     assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).getpixel((0, 0)) == (255, 0, 0)
-    assert "sk-from-env" not in json.dumps(generator.config())
+    assert "sk-from-env" not in json.dumps(config.to_dict(generator))
 
 
 def test_async_answer_is_native():

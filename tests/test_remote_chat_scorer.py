@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import math
 import threading
@@ -26,12 +27,14 @@ from mm_rag_components.remote.answers import (
 )
 from mm_rag_components.remote.chat_scorer import UNSUPPORTED_MODALITY, OpenAIChatScorer
 from mm_rag_components.remote.http import retry_after_seconds
+from mm_rag_components.remote.transport import TransportSettings
 from mm_rag_components.rerank.pointwise import PointwiseRanker
 from mm_rag_components.scoring.base import UNREADABLE_IMAGE
 from mm_rag_components.types import RERANK_FLAG, Candidate, Query
 from remote_support import TEST_TEMPLATE, FakeServer, Reply, chat_reply, completion_reply, document_of, free_port
 
 QUERY = Query("a red circle")
+TRANSPORT_FIELDS = {f.name for f in dataclasses.fields(TransportSettings)}
 GOOD = {"yes": -0.5, "no": -1.5, "Yes": -2.0, "maybe": -3.0}
 
 
@@ -40,9 +43,12 @@ def texts(*docs: str) -> list[Candidate]:
 
 
 def scorer(url: str, **options) -> OpenAIChatScorer:
-    # a request timeout far above a local round trip: only the timeout test (its own value) ever hits one
-    options = {"retries": 2, "backoff": 0.01, "max_backoff": 2.0, "timeout": 60.0, "template": TEST_TEMPLATE, **options}
-    return OpenAIChatScorer("served-model", base_url=url + "/v1", **options)
+    """A scorer for ``url``; transport fields among ``options`` go into its TransportSettings (a
+    request timeout far above a local round trip: only the timeout test, with its own value, hits one)."""
+    settings = {"retries": 2, "backoff": 0.01, "max_backoff": 2.0, "timeout": 60.0}
+    settings.update({key: options.pop(key) for key in list(options) if key in TRANSPORT_FIELDS})
+    options = {"template": TEST_TEMPLATE, **options}
+    return OpenAIChatScorer("served-model", base_url=url + "/v1", transport=TransportSettings(**settings), **options)
 
 
 def png_bytes(colour=(255, 0, 0)) -> bytes:

@@ -15,6 +15,7 @@ from mm_rag_components.errors import ConfigError
 from mm_rag_components.remote.answers import MISSING_SCORE, REQUEST_FAILED
 from mm_rag_components.remote.chat_scorer import UNSUPPORTED_MODALITY
 from mm_rag_components.remote.rerank_endpoint import INVALID_SCORE, RerankEndpointScorer
+from mm_rag_components.remote.transport import TransportSettings
 from mm_rag_components.rerank.pointwise import PointwiseRanker
 from mm_rag_components.types import Candidate, Query
 from remote_support import FakeServer, Reply
@@ -45,7 +46,7 @@ def cohere(path, body, headers):
 
 def test_cohere_shape_maps_by_index_and_takes_logits():
     with FakeServer(cohere) as server:
-        s = RerankEndpointScorer("bge-reranker", base_url=server.url, retries=0)
+        s = RerankEndpointScorer("bge-reranker", base_url=server.url, transport=TransportSettings(retries=0))
         points = s.score(QUERY, texts(*DOCS))
         ranked = PointwiseRanker(s).rerank(QUERY, texts(*DOCS))
     body = server.requests[0].body
@@ -110,7 +111,7 @@ def test_score_kinds_missing_results_and_failed_batches():
         return Reply(body={"results": [{"index": i, "relevance_score": 3.5 if d == "odd" else 0.4} for i, d in enumerate(docs) if d != "skip"]})
 
     with FakeServer(respond) as server:
-        s = RerankEndpointScorer("m", base_url=server.url, batch_size=2, retries=1, backoff=0.01)
+        s = RerankEndpointScorer("m", base_url=server.url, batch_size=2, transport=TransportSettings(retries=1, backoff=0.01))
         points = s.score(QUERY, texts("ok", "odd", "skip", "fine", "down", "lost"))
         raw = RerankEndpointScorer("m", base_url=server.url, score_kind="logit").score(QUERY, texts("odd"))
     assert [p.flag for p in points] == [None, INVALID_SCORE, MISSING_SCORE, None, REQUEST_FAILED, REQUEST_FAILED]

@@ -17,6 +17,7 @@ from PIL import Image
 
 from mm_rag_components import config
 from mm_rag_components.remote.chat_scorer import OpenAIChatScorer
+from mm_rag_components.remote.transport import TransportSettings
 from mm_rag_components.rerank.pointwise import PointwiseRanker
 from mm_rag_components.scoring.cache import CachedScorer, ScoreCache, scorer_identity
 from mm_rag_components.types import Candidate, Query
@@ -129,7 +130,7 @@ def test_disk_cache_survives_a_new_process_and_takes_two_writers(tmp_path):
 
 def test_remote_scorer_behind_the_cache_sends_nothing_the_second_time():
     with FakeServer(lambda *a: Reply(body=chat_reply({"yes": -0.2, "no": -1.9}))) as server:
-        remote = OpenAIChatScorer("m", base_url=server.url + "/v1", retries=0)
+        remote = OpenAIChatScorer("m", base_url=server.url + "/v1", transport=TransportSettings(retries=0))
         cached = CachedScorer(remote)
         first = asyncio.run(cached.ascore(Query("red"), texts(*DOCS)))
         assert len(server.requests) == 5

@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "TransformersGenerator": "generation",
     "Generator": "generation",
     "ChatTurn": "generation",
+    "TransportSettings": "remote",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "PointwiseTemplate": "scoring.templates",

@@ -12,15 +12,14 @@ framework LLM (LlamaIndex, Haystack, LangChain) or an OpenAI-compatible server. 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import ConfigError, ModelError, one_line
+from .answer_stream import AnswerStream, threaded  # noqa: F401 - threaded: re-exported
+from .errors import ConfigError
 from .generation.base import ChatTurn, Generator
 from .generation.calls import FLAG_GENERATOR_ERROR, acall_generator, call_generator, in_daemon_thread
 from .generation.context import DEFAULT_MAX_IMAGE_PIXELS, PromptEntry, clip_text, merge_text, prepare_entries
@@ -32,7 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NO_CONTEXT = "no_context"
 _CITATION = re.compile(r"\[(\d{1,4})\]")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,100 +84,13 @@ def read_citations(text: str, n: int) -> tuple[list[int], list[int]]:
     return [k for k in numbers if 1 <= k <= n], [k for k in numbers if not 1 <= k <= n]
 
 
-class AnswerStream:
-    """Iterate the answer's text as it is generated; :attr:`answer` holds the :class:`Answer` once
-    the iteration is over. A generator failing mid-stream ends the stream with the answer flagged
-    ``generator_error`` (what was streamed is kept); a ``ModelError`` is raised.
-
-    Iterate it with ``for`` (a sync source) or ``async for`` (either: a sync source is read in a
-    worker thread, see :meth:`MultimodalAnswerer.astream`)."""
-
-    def __init__(self, pieces: Iterator[str] | AsyncIterator[str], finish: Callable[[str, str | None], Answer]) -> None:
-        self._pieces = pieces
-        self._finish = finish
-        self._parts: list[str] = []
-        self.answer: Answer | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        if not isinstance(self._pieces, Iterator):
-            raise ConfigError("this answer streams asynchronously: use `async for`")
-        error = None
-        try:
-            for piece in self._pieces:
-                yield self._keep(piece)
-        except ModelError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a backend failure ends the stream, flagged
-            error = one_line(exc)
-        self.answer = self._finish("".join(self._parts), error)
-
-    async def __aiter__(self) -> AsyncIterator[str]:
-        pieces = self._pieces if isinstance(self._pieces, AsyncIterator) else threaded(self._pieces)
-        error = None
-        try:
-            async for piece in pieces:
-                yield self._keep(piece)
-        except ModelError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a backend failure ends the stream, flagged
-            error = one_line(exc)
-        finally:
-            closing = getattr(pieces, "aclose", None)
-            if closing is not None:
-                await closing()
-        self.answer = self._finish("".join(self._parts), error)
-
-    def _keep(self, piece: object) -> str:
-        text = str(piece)
-        self._parts.append(text)
-        return text
-
-
-async def threaded(pieces: Iterator[T]) -> AsyncIterator[T]:
-    """A sync iterator (a local model streaming) read in a daemon thread, piece by piece, so the
-    event loop never waits on it; leaving early closes it (a local model then stops)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for piece in pieces:
-                if stop.is_set():
-                    break
-                loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-            outcome: tuple[str, Any] = ("end", None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading task
-            outcome = ("error", exc)
-        finally:
-            close = getattr(pieces, "close", None)
-            if callable(close):
-                close()
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, outcome)
-        except RuntimeError:  # the loop closed: nobody is reading
-            pass
-
-    threading.Thread(target=work, name="mm-rag-stream-reader", daemon=True).start()
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "piece":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
-
-
 class MultimodalAnswerer:
     """Answer questions from kept candidates with a (multimodal) generator.
 
     ``max_sources`` caps the sources shown (the first ones: pass them best first);
     ``history_turns`` the earlier exchanges repeated to the model; ``timeout`` (seconds) bounds a
-    non-streamed call (a timed-out local generation is told to stop).
+    call, streamed or not (a timed-out local generation is told to stop; a timed-out stream keeps
+    what it streamed, flagged ``timeout``).
     """
 
     OPTIONS = ("prompt", "max_sources", "max_image_pixels", "max_text_chars", "timeout", "history_turns", "allow_urls")
@@ -338,7 +249,7 @@ class MultimodalAnswerer:
         def finish(text: str, error: str | None) -> Answer:
             return self._finish(sources, text, FLAG_GENERATOR_ERROR if error else None, error)
 
-        return AnswerStream(pieces, finish)
+        return AnswerStream(pieces, finish, self.timeout)
 
 
 __all__ = ["NO_CONTEXT", "Answer", "AnswerPrompt", "AnswerStream", "Exchange", "MultimodalAnswerer", "read_citations"]

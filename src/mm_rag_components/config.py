@@ -9,14 +9,30 @@ rebuilt (:data:`REGISTRY` plus :func:`register`), so loading a config never impo
 A class takes part by offering ``config() -> dict`` of its constructor arguments; dataclasses
 take part as they are. Framework adapters (LlamaIndex, Haystack, LangChain) serialise the core
 object they wrap with these two functions.
+
+Loading a config is a trust boundary: a config file may come from anywhere, so it carries no
+permissions of its own.
+
+* **No code.** ``trust_remote_code: true`` anywhere in it (a model's, a processor's options) is a
+  :class:`ConfigError` unless the caller passes ``from_dict(data, allow_remote_code=True)``.
+* **No keys to strangers.** A remote component whose config names its own ``base_url`` gets no API
+  key from the environment (``MMRAG_API_KEY``, ``OPENAI_API_KEY``, ``MMRAG_RERANK_API_KEY``) —
+  else any config could send your key to a host of its choosing — unless the caller passes
+  ``api_key=`` (used by every remote component of this config) or ``use_env_key=True``, or the
+  environment names that very server (``MMRAG_BASE_URL`` …). Keys are never saved.
+
+Where a framework calls :func:`from_dict` for you (a Haystack pipeline loading its components),
+grant the same permissions around it: ``with config.trusting(api_key=...): Pipeline.loads(...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +62,7 @@ REGISTRY: dict[str, str] = {
     "OpenAIChatScorer": "remote.chat_scorer",
     "RerankEndpointScorer": "remote.rerank_endpoint",
     "OpenAIChatGenerator": "remote.chat_generator",
+    "TransportSettings": "remote.transport",
     "ScoreCache": "scoring.cache",
     "CachedScorer": "scoring.cache",
     "HaystackChatGenerator": "integrations.haystack.generator",
@@ -107,9 +124,73 @@ def _encode(value: Any, key: str) -> Any:
     return to_dict(value)
 
 
-def from_dict(data: Mapping[str, Any], **overrides: Any) -> Any:
+@dataclasses.dataclass(frozen=True)
+class LoadTrust:
+    """What the caller of :func:`from_dict` allows the config being loaded (module docstring)."""
+
+    allow_remote_code: bool = False
+    use_env_key: bool = False
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+
+
+_LOADING: ContextVar[LoadTrust | None] = ContextVar("mm_rag_config_loading", default=None)
+_GRANTED: ContextVar[LoadTrust] = ContextVar("mm_rag_config_granted", default=LoadTrust())
+
+
+def loading() -> LoadTrust | None:
+    """The :class:`LoadTrust` of the :func:`from_dict` call in progress (``None`` outside one)."""
+    return _LOADING.get()
+
+
+@contextlib.contextmanager
+def trusting(*, allow_remote_code: bool = False, use_env_key: bool = False, api_key: str | None = None) -> Iterator[None]:
+    """Grant every :func:`from_dict` call in this block these permissions (for configs that a
+    framework loads for you); components built in code here are not affected."""
+    token = _GRANTED.set(LoadTrust(allow_remote_code, use_env_key, api_key))
+    try:
+        yield
+    finally:
+        _GRANTED.reset(token)
+
+
+def from_dict(
+    data: Mapping[str, Any], *, allow_remote_code: bool = False, use_env_key: bool = False, api_key: str | None = None,
+    **overrides: Any,
+) -> Any:
     """Rebuild a component saved by :func:`to_dict`; ``overrides`` replace top-level arguments
-    (for what cannot be saved, e.g. ``from_dict(data, llm=my_llm)``)."""
+    (for what cannot be saved, e.g. ``from_dict(data, llm=my_llm)``). ``allow_remote_code``,
+    ``use_env_key`` and ``api_key``: what the config may do (see the module docstring)."""
+    outer = _LOADING.get() or _GRANTED.get()
+    trust = LoadTrust(allow_remote_code or outer.allow_remote_code, use_env_key or outer.use_env_key,
+                      api_key if api_key is not None else outer.api_key)
+    if not trust.allow_remote_code:
+        _refuse_remote_code(data)
+    token = _LOADING.set(trust)
+    try:
+        return _build(data, overrides)
+    finally:
+        _LOADING.reset(token)
+
+
+def _refuse_remote_code(data: Any) -> None:
+    """A :class:`ConfigError` when ``data`` asks for ``trust_remote_code`` anywhere (no recursion:
+    a config nested deeper than the stack is walked too)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, Mapping):
+            for key, inner in value.items():
+                if key == "trust_remote_code" and inner not in (False, None):
+                    raise ConfigError(
+                        f"the config asks for trust_remote_code at {where + str(key)!r}: loading a config never runs a "
+                        "model's own code; pass from_dict(..., allow_remote_code=True) if you trust it"
+                    )
+                stack.append((f"{where}{key}.", inner))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}{i}.", inner) for i, inner in enumerate(value))
+
+
+def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a component config must be a mapping, got {type(data).__name__}")
     cls = _class(data.get(TYPE_KEY))
@@ -125,11 +206,11 @@ def from_dict(data: Mapping[str, Any], **overrides: Any) -> Any:
 def _decode(value: Any) -> Any:
     if isinstance(value, Mapping):
         if TYPE_KEY in value and isinstance(value[TYPE_KEY], str):
-            return from_dict(value)
+            return _build(value, {})
         return {k: _decode(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v) for v in value]
     return value
 
 
-__all__ = ["REGISTRY", "SECRET_KEYS", "TYPE_KEY", "from_dict", "register", "to_dict"]
+__all__ = ["REGISTRY", "SECRET_KEYS", "TYPE_KEY", "LoadTrust", "from_dict", "loading", "register", "to_dict", "trusting"]

@@ -1,9 +1,11 @@
 """Load images safely and identify content by hash.
 
 Accepted sources: a file path, raw bytes, a base64 string (plain or a ``data:`` URI), a PIL
-image, or an ``http(s)`` URL — URLs only when the caller passes ``allow_urls=True``. Images come
-back as RGB with their EXIF orientation applied. A pixel limit guards against decompression
-bombs; every failure is a :class:`~mm_rag_components.errors.MediaError`.
+image, or an ``http(s)`` URL — URLs only when the caller passes ``allow_urls=True`` (or a
+:class:`~mm_rag_components.remote.urls.UrlPolicy`), fetched under that policy: public addresses
+only on every redirect hop, a byte cap and a whole-fetch deadline. A ``data:`` URI is capped like
+a download. Images come back as RGB with their EXIF orientation applied. A pixel limit guards
+against decompression bombs; every failure is a :class:`~mm_rag_components.errors.MediaError`.
 
 Image files are read only when they are regular files (never a FIFO or a device, even through a
 symlink) and only up to a byte limit (:mod:`~mm_rag_components.files`, which also walks folders);
@@ -19,7 +21,6 @@ import io
 import os
 import re
 import threading
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from .unicode import clean_path, clean_text  # noqa: F401 - re-exported
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+    from .remote.urls import UrlPolicy
     from .types import ImageSource
 
 #: Default pixel limit (width × height): 64 megapixels. Pass ``max_pixels`` to change it.
@@ -104,7 +106,7 @@ def _looks_like_path(text: str) -> bool:
 def read_image_bytes(
     source: "ImageSource",
     *,
-    allow_urls: bool = False,
+    allow_urls: "bool | UrlPolicy" = False,
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     timeout: float = 10.0,
     max_file_bytes: int | None = DEFAULT_MAX_IMAGE_BYTES,
@@ -113,6 +115,10 @@ def read_image_bytes(
 
     PIL images are not accepted here (they have no encoded bytes); use :func:`load_image`.
     Files must be regular files of at most ``max_file_bytes`` (see :func:`read_regular_file`).
+    With ``allow_urls=True`` a URL is fetched under the default
+    :class:`~mm_rag_components.remote.urls.UrlPolicy` (``max_download_bytes``, ``timeout`` per
+    socket operation); pass a ``UrlPolicy`` to choose. ``data:`` URIs hold at most
+    ``max_download_bytes``.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), None
@@ -123,12 +129,17 @@ def read_image_bytes(
     if is_url(source):
         if not allow_urls:
             raise MediaError(f"URL image sources are disabled; pass allow_urls=True to fetch {source!r}")
-        return _download(source, max_download_bytes, timeout), source
+        return _download(source, allow_urls, max_download_bytes, timeout), source
     if source.startswith("data:"):
         header, comma, payload = source.partition(",")
         if not comma or ";base64" not in header.lower():
             raise MediaError("a data: URI image must be base64-encoded (data:image/...;base64,...)")
-        return _b64decode(payload), None
+        if len(payload) > 2 * (4 * -(-max_download_bytes // 3)):  # refused before decoding
+            raise MediaError(f"a data: URI of {len(payload):,} characters is over the limit of {max_download_bytes:,} bytes")
+        data = _b64decode(payload)
+        if len(data) > max_download_bytes:
+            raise MediaError(f"a data: URI of {len(data):,} bytes is over the limit of {max_download_bytes:,} bytes")
+        return data, None
     path = Path(source)
     if _exists(path):
         return _read_file(path, max_file_bytes), str(path)
@@ -148,7 +159,7 @@ def read_image_bytes(
 def load_image(
     source: "ImageSource",
     *,
-    allow_urls: bool = False,
+    allow_urls: "bool | UrlPolicy" = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> "Image.Image":
     """Decode ``source`` into an RGB PIL image with EXIF orientation applied."""
@@ -158,7 +169,7 @@ def load_image(
 def load_image_with_hash(
     source: "ImageSource",
     *,
-    allow_urls: bool = False,
+    allow_urls: "bool | UrlPolicy" = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LoadedImage:
     """Like :func:`load_image`, also returning the sha256 of the source bytes."""
@@ -266,16 +277,15 @@ def _b64decode(payload: str) -> bytes:
         raise MediaError("string is neither an existing path, a URL nor valid base64 image data") from exc
 
 
-def _download(url: str, max_bytes: int, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "mm-rag-components"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - opt-in
-            data = response.read(max_bytes + 1)
-    except OSError as exc:
-        raise MediaError(f"{url}: download failed: {exc}") from exc
-    if len(data) > max_bytes:
-        raise MediaError(f"{url}: larger than the download limit of {max_bytes:,} bytes")
-    return data
+def _download(url: str, allow_urls: "bool | UrlPolicy", max_bytes: int, timeout: float) -> bytes:
+    """``url`` fetched under ``allow_urls`` (a policy, or ``True``: the default one)."""
+    from .remote.urls import UrlPolicy, fetch
+
+    if allow_urls is True:
+        allow_urls = UrlPolicy.from_env(max_bytes=max_bytes, timeout=timeout)
+    if not isinstance(allow_urls, UrlPolicy):
+        raise ConfigError(f"allow_urls must be True, False or a UrlPolicy, got {allow_urls!r}")
+    return fetch(url, allow_urls)
 
 
 __all__ = [

@@ -111,9 +111,10 @@ def chat_generator(spec: ModelSpec, args: argparse.Namespace) -> Any:
     """A generator for ``spec``: a server's chat endpoint or a local transformers model."""
     if spec.kind == "url":
         from ..remote.chat_generator import OpenAIChatGenerator
+        from ..remote.transport import TransportSettings
 
         return OpenAIChatGenerator(spec.served_name or "", base_url=spec.value, max_tokens=args.max_new_tokens,
-                                   timeout=args.timeout, accepts_images=not args.text_only_server)
+                                   transport=TransportSettings(timeout=args.timeout), accepts_images=not args.text_only_server)
     from ..generation.transformers import TransformersGenerator
 
     return TransformersGenerator(_local(spec, args), max_new_tokens=_tokens(spec, args), device=args.device or "cpu")
@@ -128,8 +129,10 @@ def pointwise_ranker(spec: ModelSpec, args: argparse.Namespace) -> Any:
 
     if spec.kind == "url":
         from ..remote.chat_scorer import OpenAIChatScorer
+        from ..remote.transport import TransportSettings
 
-        scorer: Any = OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat", timeout=args.timeout,
+        scorer: Any = OpenAIChatScorer(spec.served_name or "", base_url=spec.value, mode="chat",
+                                       transport=TransportSettings(timeout=args.timeout),
                                        accepts_images=not args.text_only_server)
     else:
         from ..scoring.transformers_scorer import TransformersScorer

@@ -80,6 +80,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     """Run the parity check for parsed ``args``; prints the report; returns the exit status."""
     from ..scoring.transformers_scorer import TransformersScorer
     from ..remote.chat_scorer import OpenAIChatScorer
+    from ..remote.transport import TransportSettings
 
     pairs = _pairs(args.pairs)  # a bad file fails before any model loads
     local_dir = _local_dir(args)
@@ -90,7 +91,7 @@ def cmd_parity(args: argparse.Namespace) -> int:
     served = args.server_model or args.model or (Path(args.gguf).name if args.gguf else "default")
     remote = OpenAIChatScorer(
         served, base_url=args.server, mode=args.mode, tokenizer=local_dir if args.mode == "raw" else None,
-        top_logprobs=args.top_logprobs, timeout=args.timeout, **options,
+        top_logprobs=args.top_logprobs, transport=TransportSettings(timeout=args.timeout), **options,
     )
     try:
         report = parity(remote, local, pairs)

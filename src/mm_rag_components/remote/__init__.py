@@ -2,6 +2,8 @@
 (:class:`OpenAIChatScorer`), rerank endpoints (:class:`RerankEndpointScorer`), an OpenAI-compatible
 chat model as a generator (:class:`OpenAIChatGenerator`: answers, listwise), and
 :func:`parity` — how far a server's scores are from the local :class:`TransformersScorer`'s.
+Every client is configured by one :class:`TransportSettings` (timeouts, a whole-request deadline,
+retries, size caps); :class:`UrlPolicy` guards image URLs fetched when ``allow_urls`` is on.
 
 Names resolve lazily; ``httpx`` is the only client library used.
 """
@@ -16,7 +18,12 @@ _LAZY: dict[str, str] = {
     "OpenAIChatGenerator": "chat_generator",
     "RemotePointScore": "answers",
     "RemoteError": "http",
+    "LimitExceeded": "http",
+    "DeadlineExceeded": "http",
+    "ResponseTooLarge": "http",
     "JsonClient": "http",
+    "TransportSettings": "transport",
+    "UrlPolicy": "urls",
     "ParityReport": "parity",
     "parity": "parity",
     "dequantised_model_dir": "gguf",

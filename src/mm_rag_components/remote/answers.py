@@ -12,6 +12,10 @@ the log-odds is bounded: ``log p(yes) − min_listed`` is a *lower* bound when o
 ``min_listed − log p(no)`` an *upper* bound when only no is. The bound is used and the score is
 flagged ``partial_answer_logprobs``. When neither is listed the candidate is unscored
 (``-inf``, flagged ``no_answer_logprobs``) — never a made-up 0.5.
+
+An answer of the wrong shape (``top_logprobs`` that is not a list, an entry that is not an
+object) or with a log-probability that is not one (above 0, ``+inf``, NaN) is the request's
+failure (``request_failed``, with why): it never becomes a ``TypeError`` or an infinite log-odds.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..scoring.base import PointScore, sigmoid
+from .http import RemoteError
 
 #: The request for this candidate failed (HTTP error after retries, timeout, bad JSON …).
 REQUEST_FAILED = "request_failed"
@@ -64,9 +69,13 @@ def normalise(token: str) -> str:
 def answer_score(top: Iterable[tuple[str, float]], yes: Sequence[str], no: Sequence[str], *, exact: bool) -> RemotePointScore:
     """Log-odds from ``(token, logprob)`` pairs; ``yes``/``no``: exact token strings or answer words."""
     listed: dict[str, float] = {}  # a token listed twice (sampled and in the top list) counts once
-    for token, logprob in top:
-        if isinstance(token, str) and _finite_number(logprob):
-            listed.setdefault(token, float(logprob))
+    for token, value in top:
+        logprob = as_float(value)
+        if not isinstance(token, str) or logprob is None or logprob == -math.inf:
+            continue  # no token, no value, or p = 0
+        if not logprob <= _ROUNDING:  # above 0, +inf or NaN: not a log-probability
+            return failed(REQUEST_FAILED, f"the server lists {str(value)[:40]} as the log-probability of {token[:40]!r}: not a log-probability")
+        listed.setdefault(token, min(logprob, 0.0))
     pairs = list(listed.items())
     if not pairs:
         return failed(MISSING_LOGPROBS, "the answer lists no top log-probabilities")
@@ -79,17 +88,41 @@ def answer_score(top: Iterable[tuple[str, float]], yes: Sequence[str], no: Seque
         found_yes = [lp for t, lp in pairs if normalise(t) in yes_set]
         found_no = [lp for t, lp in pairs if normalise(t) in no_set]
     if found_yes and found_no:
-        return scored(_logsumexp(found_yes) - _logsumexp(found_no))
+        return _bounded(_logsumexp(found_yes) - _logsumexp(found_no))
     floor = min(lp for _, lp in pairs)
     if found_yes:
-        return scored(_logsumexp(found_yes) - floor, PARTIAL_ANSWER_LOGPROBS, f"no answer absent from the top {len(pairs)}: log-odds is a lower bound")
+        return _bounded(_logsumexp(found_yes) - floor, PARTIAL_ANSWER_LOGPROBS, f"no answer absent from the top {len(pairs)}: log-odds is a lower bound")
     if found_no:
-        return scored(floor - _logsumexp(found_no), PARTIAL_ANSWER_LOGPROBS, f"yes answer absent from the top {len(pairs)}: log-odds is an upper bound")
+        return _bounded(floor - _logsumexp(found_no), PARTIAL_ANSWER_LOGPROBS, f"yes answer absent from the top {len(pairs)}: log-odds is an upper bound")
     return failed(NO_ANSWER_LOGPROBS, f"neither answer among the top {len(pairs)} tokens; ask for more (top_logprobs) if the server allows")
 
 
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+#: Log-probabilities a hair above 0 are float rounding (read as 0); more is not a log-probability.
+_ROUNDING = 1e-4
+
+
+def as_float(value: Any) -> float | None:
+    """A JSON number as a float (an integer too large for one as ±inf); ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _bounded(logodds: float, flag: str | None = None, detail: str | None = None) -> RemotePointScore:
+    if not math.isfinite(logodds):  # cannot happen for log-probabilities in [-max float, 0]; kept as a guard
+        return failed(REQUEST_FAILED, f"the log-probabilities give log-odds {logodds!r}")
+    return scored(logodds, flag, detail)
+
+
+def _entries(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RemoteError(f"{where} is {type(value).__name__}, not a list: {str(value)[:80]!r}")
+    return value
 
 
 def chat_top_logprobs(answer: Any) -> list[tuple[str, float]] | None:
@@ -99,12 +132,15 @@ def chat_top_logprobs(answer: Any) -> list[tuple[str, float]] | None:
         first = answer["choices"][0]["logprobs"]["content"][0]
     except (KeyError, IndexError, TypeError):
         return None
-    if not isinstance(first, dict):
+    if first is None:
         return None
+    if not isinstance(first, dict):
+        raise RemoteError(f"logprobs.content[0] is {type(first).__name__}, not an object")
     pairs = [(first.get("token"), first.get("logprob"))]
-    for entry in first.get("top_logprobs") or []:
-        if isinstance(entry, dict):
-            pairs.append((entry.get("token"), entry.get("logprob")))
+    for entry in _entries(first.get("top_logprobs"), "top_logprobs"):
+        if not isinstance(entry, dict):
+            raise RemoteError(f"a top_logprobs entry is {type(entry).__name__}, not an object: {str(entry)[:80]!r}")
+        pairs.append((entry.get("token"), entry.get("logprob")))
     return pairs  # type: ignore[return-value]
 
 
@@ -119,8 +155,10 @@ def completion_top_logprobs(answer: Any) -> list[tuple[str, float]] | None:
         top = logprobs["top_logprobs"][0]
     except (KeyError, IndexError, TypeError):
         return None
-    if not isinstance(top, dict):
+    if top is None:
         return None
+    if not isinstance(top, dict):
+        raise RemoteError(f"top_logprobs[0] is {type(top).__name__}, not a {{token: logprob}} object: {str(top)[:80]!r}")
     pairs = list(top.items())
     try:
         pairs.append((logprobs["tokens"][0], logprobs["token_logprobs"][0]))
@@ -158,6 +196,7 @@ __all__ = [
     "REQUEST_FAILED",
     "RemotePointScore",
     "answer_score",
+    "as_float",
     "chat_top_logprobs",
     "completion_top_logprobs",
     "failed",

@@ -40,6 +40,7 @@ from .http import extra_body_dict, openai_client
 from .logprob_requests import LogprobRequests
 from .messages import chat_messages, image_part
 from .raw_prompts import RawPrompts
+from .transport import TransportSettings, transport_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class OpenAIChatScorer:
     ``tokenizer`` (raw mode): a tokenizer name or directory (``gguf_file`` to read it from a GGUF
     there), or a loaded tokenizer. ``answers``: ``"exact"`` answer tokens (raw default) or all ``"variants"`` (chat
     default). ``extra_body`` is merged into every request (e.g. ``{"chat_template_kwargs":
-    {"enable_thinking": False}}`` for vLLM). At most ``max_concurrency`` requests are in flight.
+    {"enable_thinking": False}}`` for vLLM). ``transport``: timeouts, the whole-request deadline,
+    retries, caps and ``max_concurrency`` (requests in flight at once), a
+    :class:`~mm_rag_components.remote.transport.TransportSettings`.
     ``accepts_images=False`` for a server whose model reads text only: images are not sent, a
     candidate with an image and text is judged on its text (flagged ``image_not_shown``), one with
     an image alone is left unscored (``unsupported_modality``), and so is every candidate of a
@@ -91,14 +94,11 @@ class OpenAIChatScorer:
         allow_urls: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         image_format: str = "PNG",
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_concurrency: int = 8,
+        transport: TransportSettings | None = None,
         extra_body: dict[str, Any] | None = None,
         local_files_only: bool | None = None,
         accepts_images: bool = True,
+        **deprecated: Any,
     ) -> None:
         self.model = text("model", model)
         self.accepts_images = boolean("accepts_images", accepts_images)
@@ -111,10 +111,11 @@ class OpenAIChatScorer:
         self.allow_urls = boolean("allow_urls", allow_urls)
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_format = check_image_format(image_format)
-        self.max_concurrency = positive_int("max_concurrency", max_concurrency)
+        self.transport = transport_settings(transport, deprecated, owner="OpenAIChatScorer", default=TransportSettings())
+        self.max_concurrency = self.transport.max_concurrency
         self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
-        self.client = openai_client(base_url, api_key, timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff)
+        self.client = openai_client(base_url, api_key, self.transport)
         self.base_url = self.client.base_url
         self.name = f"{self.model}@{self.base_url}"
         self.tokenizer_name = tokenizer
@@ -151,11 +152,7 @@ class OpenAIChatScorer:
             "allow_urls": self.allow_urls,
             "max_pixels": self.max_pixels,
             "image_format": self.image_format,
-            "timeout": self.client.timeout,
-            "retries": self.client.retries,
-            "backoff": self.client.backoff,
-            "max_backoff": self.client.max_backoff,
-            "max_concurrency": self.max_concurrency,
+            "transport": self.transport,
             "extra_body": self.extra_body or None,
             "local_files_only": self.local_files_only,
             "accepts_images": self.accepts_images,

@@ -28,9 +28,10 @@ from ..generation.images import check_image_format
 from ..scoring.base import EMPTY_CANDIDATE, UNREADABLE_IMAGE, PointScore
 from ..types import Candidate, Query
 from ..validate import boolean, one_of, positive_int, text
-from .answers import MISSING_SCORE, REQUEST_FAILED, RemotePointScore, failed, scored
+from .answers import MISSING_SCORE, REQUEST_FAILED, RemotePointScore, as_float, failed, scored
 from .chat_scorer import UNSUPPORTED_MODALITY
 from .http import extra_body_dict, server_client
+from .transport import TransportSettings, transport_settings
 from .messages import image_part
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ APIS = {"cohere": "/v1/rerank", "tei": "/rerank"}
 SCORE_KINDS = ("probability", "logit")
 INVALID_SCORE = "invalid_score"
 _EPS = 1e-12
+#: At most 4 batches of one call in flight.
+DEFAULT_TRANSPORT = TransportSettings(max_concurrency=4)
 
 
 def _results(answer: Any) -> list[Any]:
@@ -58,6 +61,8 @@ class RerankEndpointScorer:
     ``MMRAG_RERANK_BASE_URL`` / ``MMRAG_RERANK_API_KEY``; ``path`` defaults to the API's own.
     Documents go in requests of ``batch_size``; a failed request flags its documents
     ``request_failed`` and the other requests still count. ``extra_body`` is merged into each request.
+    ``transport``: timeouts, the whole-request deadline, retries, caps and ``max_concurrency``
+    (batches of one call in flight; default 4), a :class:`~mm_rag_components.remote.transport.TransportSettings`.
     """
 
     #: The work happens on a server: calls may overlap (the web chat answers questions concurrently).
@@ -77,12 +82,9 @@ class RerankEndpointScorer:
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         image_format: str = "PNG",
         batch_size: int = 64,
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 30.0,
-        max_concurrency: int = 4,
+        transport: TransportSettings | None = None,
         extra_body: dict[str, Any] | None = None,
+        **deprecated: Any,
     ) -> None:
         self.model = text("model", model, optional=True)
         self.api = one_of("api", api, tuple(APIS))
@@ -97,12 +99,12 @@ class RerankEndpointScorer:
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_format = check_image_format(image_format)
         self.batch_size = positive_int("batch_size", batch_size)
-        self.max_concurrency = positive_int("max_concurrency", max_concurrency)
+        self.transport = transport_settings(transport, deprecated, owner="RerankEndpointScorer", default=DEFAULT_TRANSPORT)
+        self.max_concurrency = self.transport.max_concurrency
         self.extra_body = extra_body_dict(extra_body)
         self._base_url_arg = base_url
         self.client = server_client(
-            base_url, api_key, url_env=("MMRAG_RERANK_BASE_URL",), key_env=("MMRAG_RERANK_API_KEY",),
-            timeout=timeout, retries=retries, backoff=backoff, max_backoff=max_backoff,
+            base_url, api_key, url_env=("MMRAG_RERANK_BASE_URL",), key_env=("MMRAG_RERANK_API_KEY",), transport=self.transport,
         )
         self.base_url = self.client.base_url
         self.name = f"{self.model or self.api}@{self.base_url}"
@@ -113,9 +115,7 @@ class RerankEndpointScorer:
             "model": self.model, "base_url": self._base_url_arg, "api": self.api, "path": self.path,
             "score_kind": self.score_kind, "images": self.images, "allow_urls": self.allow_urls,
             "max_pixels": self.max_pixels, "image_format": self.image_format, "batch_size": self.batch_size,
-            "timeout": self.client.timeout, "retries": self.client.retries, "backoff": self.client.backoff,
-            "max_backoff": self.client.max_backoff, "max_concurrency": self.max_concurrency,
-            "extra_body": self.extra_body or None,
+            "transport": self.transport, "extra_body": self.extra_body or None,
         }
 
     def cache_identity(self) -> dict[str, Any]:
@@ -167,13 +167,14 @@ class RerankEndpointScorer:
         return {"model": self.model, "query": query, "documents": docs, "top_n": len(docs), **self.extra_body}
 
     def _point(self, value: Any) -> PointScore:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            return failed(MISSING_SCORE, f"the server returned {value!r} as a score")
+        number = as_float(value)
+        if number is None or not math.isfinite(number):
+            return failed(MISSING_SCORE, f"the server returned {str(value)[:40]} as a score")
         if self.score_kind == "logit":
-            return scored(float(value))
-        if not 0.0 <= value <= 1.0:
-            return failed(INVALID_SCORE, f"score {value!r} is not a probability; use score_kind='logit' for raw scores")
-        p = min(max(float(value), _EPS), 1.0 - _EPS)
+            return scored(number)
+        if not 0.0 <= number <= 1.0:
+            return failed(INVALID_SCORE, f"score {number!r} is not a probability; use score_kind='logit' for raw scores")
+        p = min(max(number, _EPS), 1.0 - _EPS)
         return scored(math.log(p) - math.log1p(-p))
 
     def _read(self, batch: list[tuple[int, Any]], answer: Any, out: list[PointScore | None]) -> None:
