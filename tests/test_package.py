@@ -60,28 +60,66 @@ def test_package_is_marked_typed():
     assert (Path(mm.__file__).parent / "py.typed").is_file()
 
 
-def test_wheel_ships_py_typed_and_the_license(tmp_path):
-    """Build a wheel from a copy of the project (offline: the environment's setuptools, no isolation).
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the project (offline: the environment's setuptools, no isolation).
     The ``dev`` extra pins what this needs (``setuptools>=77``, for SPDX license strings); an older
     or missing one fails here instead of skipping, so CI always checks the wheel."""
     import importlib.metadata
     import shutil
-    import zipfile
 
     try:
         version = importlib.metadata.version("setuptools")
     except importlib.metadata.PackageNotFoundError:
         pytest.fail("setuptools is not installed; install the dev extra: pip install -e '.[dev]'")
     assert int(version.split(".")[0]) >= 77, f"setuptools {version} predates SPDX license strings; the dev extra needs >= 77"
+
+    tmp_path = tmp_path_factory.mktemp("wheel")
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".ruff_cache"))
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, project / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(project), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist")],
         check=True, capture_output=True, timeout=300,
     )
-    (wheel,) = (tmp_path / "dist").glob("mm_rag_components-*.whl")
+    (built,) = (tmp_path / "dist").glob("mm_rag_components-*.whl")
+    return built
+
+
+def test_the_readme_pip_install_path_holds(wheel, tmp_path):
+    """The README's install-without-make block: the torch pin is the one set-up installs, every
+    extra it names exists, and the wheel installs and runs ``mm-rag`` (its dependencies are this
+    environment's: the network is not asked for)."""
+    import re
+    import tomllib
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in readme.split("```") if 'pip install "mm-rag-components[' in b)
+    pin = re.search(r"pip install (torch==[\d.]+) --index-url https://download\.pytorch\.org/whl/cpu", block)
+    assert pin and f'"{pin.group(1)}"' in (ROOT / "scripts" / "bootstrap.sh").read_text(encoding="utf-8")
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    named = set(re.findall(r'mm-rag-components\[([\w,-]+)\]', block)[0].split(",")) | set(
+        re.search(r"# extras: ([\w, ()-]+);", block).group(1).replace("(web chat)", "").replace(" ", "").split(","))
+    assert named and named <= set(extras), named - set(extras)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    script = next((target / "bin").glob("mm-rag"))
+    env = {**__import__("os").environ, "PYTHONPATH": str(target)}
+    done = subprocess.run([sys.executable, str(script), "--version"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == f"mm-rag {mm.__version__}", done.stderr
+    where = subprocess.run([sys.executable, "-c", "import mm_rag_components as m; print(m.__file__)"], capture_output=True,
+                           text=True, env=env, check=True).stdout
+    assert where.startswith(str(target))  # the installed wheel, not this checkout
+
+
+def test_wheel_ships_py_typed_and_the_license(wheel):
+    """Build a wheel from a copy of the project (offline: the environment's setuptools, no isolation).
+    The ``dev`` extra pins what this needs (``setuptools>=77``, for SPDX license strings); an older
+    or missing one fails here instead of skipping, so CI always checks the wheel."""
+    import zipfile
+
     names = zipfile.ZipFile(wheel).namelist()
     assert "mm_rag_components/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
