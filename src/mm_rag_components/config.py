@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .validate import nesting
 
 TYPE_KEY = "type"
 
@@ -112,6 +113,7 @@ def from_dict(data: Mapping[str, Any], **overrides: Any) -> Any:
     (for what cannot be saved, e.g. ``from_dict(data, llm=my_llm)``)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a component config must be a mapping, got {type(data).__name__}")
+    nesting("a component config", data)
     cls = _class(data.get(TYPE_KEY))
     kwargs = {k: _decode(v) for k, v in data.items() if k != TYPE_KEY}
     kwargs.update(overrides)
