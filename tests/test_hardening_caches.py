@@ -33,7 +33,9 @@ from mm_rag_components.scoring.cache import CACHEABLE_FLAGS, CachedScorer, Score
 from mm_rag_components.scoring.disk_cache import encode
 from mm_rag_components.scoring.transformers_scorer import TransformersScorer
 from mm_rag_components.types import Candidate, Query
+from bounds import time_limit
 from remote_support import CountingScorer
+from special_files import KINDS, make_special
 
 TESTS = Path(__file__).parent
 CASES = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -168,16 +170,10 @@ def test_another_databases_scores_table_is_refused_at_open(tmp_path, schema):
         assert other.execute("SELECT count(*) FROM sqlite_master WHERE name = 'scores'").fetchone() == (1,)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "symlink to /dev/zero", "symlink to /dev/null", "folder"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_score_cache_path_that_is_not_a_regular_file_is_refused(tmp_path, kind):
-    path = tmp_path / "scores.sqlite"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "folder":
-        path.mkdir()
-    else:
-        path.symlink_to(kind.rsplit(" ", 1)[1])
-    with pytest.raises(ConfigError, match="score cache"):
+    path = make_special(tmp_path / "scores.sqlite", kind)
+    with time_limit(60), pytest.raises(ConfigError, match="score cache"):  # the limit is a hang guard
         ScoreCache(path)
 
 

@@ -28,6 +28,8 @@ from hypothesis import strategies as st
 from mm_rag_components.errors import ConfigError, MMRagError
 from mm_rag_components.training import trainer
 from mm_rag_components.training.lock import LOCK_NAME, output_lock
+from bounds import time_limit
+from special_files import KINDS, make_special
 
 CASES = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 IDENTITY = {"model": "tiny", "data": "0123456789abcdef", "seed": 0}
@@ -119,18 +121,17 @@ def test_a_damaged_checkpoint_json_is_one_typed_line(tmp_path_factory, damage):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "symlink to /dev/zero", "folder"])
-def test_a_checkpoint_json_that_is_not_a_regular_file_is_refused_without_waiting(tmp_path, kind):
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", ["checkpoint.json", "state-2.pt"])
+def test_checkpoint_files_that_are_not_regular_files_are_refused_without_waiting(tmp_path, kind, name):
+    from mm_rag_components.training.checkpoint import save_checkpoint
+
     folder = tmp_path / "checkpoint"
-    folder.mkdir()
-    path = folder / "checkpoint.json"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "folder":
-        path.mkdir()
-    else:
-        path.symlink_to("/dev/zero")
-    with pytest.raises(ConfigError):
+    model, optimizer = tiny()
+    save_checkpoint(folder, step=2, losses=[0.5], identity=IDENTITY, params=dict(model.named_parameters()), optimizer=optimizer)
+    (folder / name).unlink()
+    make_special(folder / name, kind)
+    with time_limit(60), pytest.raises(ConfigError):  # the limit is a hang guard
         trainer._load_checkpoint(folder, *tiny(), IDENTITY)
 
 
