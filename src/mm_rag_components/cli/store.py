@@ -10,7 +10,7 @@ import os
 from typing import Any, Sequence
 
 from ..errors import ConfigError, StoreError
-from .common import INGEST_FIRST, TINY_LABEL, expand, say
+from .common import INGEST_FIRST, TINY_LABEL, expand, say, score_text
 
 
 def quiet_libraries(verbose: bool) -> None:
@@ -109,7 +109,7 @@ def index(args: argparse.Namespace, model: str, chroma: Any = None) -> Any:
 def print_hits(candidates: Sequence[Any], tiny: bool) -> None:
     for rank, c in enumerate(candidates, start=1):
         shown = c.image_path if c.modality == "image" else (c.text or "").replace("\n", " ")[:70]
-        say(f"  {rank:>2}. [{c.modality:5}] {c.score:+.3f}  {shown}")
+        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {shown}")
     if tiny:
         say(f"  {TINY_LABEL}")
 
