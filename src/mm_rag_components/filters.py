@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, Literal, Sequence
 
 from .errors import ConfigError
-from .types import FILTER_REASON, RERANK_FLAG, Candidate
+from .types import FILTER_REASON, RERANK_SCORE, Candidate
 from .validate import integer, no_unknown, number, one_of, positive_number, text
 
 logger = logging.getLogger(__name__)
@@ -171,8 +171,9 @@ class FilterPolicy:
         could not score those candidates) are simply missing: ``on_missing`` applies to them even
         when no candidate has a score (rather than the error for a score key nobody carries)."""
         scores = [self.score_of(c) for c in candidates]
-        flagged = all(c.metadata.get(RERANK_FLAG) for c, s in zip(candidates, scores) if _as_score(s) is None)
-        return self._decide(scores, [c.id for c in candidates], explained=flagged)
+        unscored = all(RERANK_SCORE in c.metadata and c.metadata[RERANK_SCORE] is None  # a reranker's "no score"
+                       for c, s in zip(candidates, scores) if _as_score(s) is None)
+        return self._decide(scores, [c.id for c in candidates], explained=unscored)
 
     def decide(
         self, scores: Sequence[float | None], ids: Sequence[str] | None = None
