@@ -83,10 +83,14 @@ def test_non_finite_scores_never_reach_a_score_nor_scramble_the_order(retrieval,
     scorer = TableScorer({c.id: z for c, z in zip(inputs, logodds)})
     result = PointwiseRanker(scorer, fusion_weight=weight).rerank(QUERY, inputs)
     assert sorted(result.indices) == list(range(len(inputs)))  # nothing lost
-    assert all(math.isfinite(c.score) for c in result)
-    scorable = [c for c in result if math.isfinite(c.metadata["rerank_logodds"])]
-    unscorable = [c for c in result if not math.isfinite(c.metadata["rerank_logodds"])]
-    assert result.candidates == scorable + unscorable  # unscorable ones last
+    scorable = [c for c in result if c.metadata["rerank_logodds"] is not None]
+    unscorable = [c for c in result if c.metadata["rerank_logodds"] is None]
+    assert all(math.isfinite(c.score) and math.isfinite(c.metadata["rerank_logodds"]) for c in scorable)
+    for c in unscorable:  # missing, never a made-up number, and flagged
+        assert c.score is None and c.metadata["rerank_score"] is None and c.metadata["calibrated_score"] is None
+        assert c.metadata["rerank_flag"]
+    assert result.candidates == scorable + unscorable  # unscorable ones last, in retrieval order
+    assert [int(c.id[1:]) for c in unscorable] == sorted(int(c.id[1:]) for c in unscorable)
     assert [c.score for c in scorable] == sorted((c.score for c in scorable), reverse=True)
     for c in result:
         z = logodds[int(c.id[1:])]
@@ -94,7 +98,7 @@ def test_non_finite_scores_never_reach_a_score_nor_scramble_the_order(retrieval,
             assert "invalid_score" in c.metadata["rerank_flag"]
         if c.metadata["retrieval_score"] is not None:
             assert math.isfinite(c.metadata["retrieval_score"])
-        elif weight is not None:
+        elif weight is not None and c.score is not None:  # fused with a missing retrieval score
             assert "missing_retrieval_score" in c.metadata["rerank_flag"]
 
 

@@ -4,7 +4,8 @@ A :class:`FilterPolicy` composes modes; a candidate is kept only if it passes ev
 set, checked in this order (the first failure is the recorded reason):
 
 ``missing_score``
-    the candidate has no usable score (``None``/NaN); see ``on_missing``;
+    the candidate has no usable score (``None``/NaN: e.g. a reranker could not score it, its
+    ``rerank_flag`` says why); see ``on_missing``;
 ``below_threshold``
     absolute threshold: ``score < threshold``;
 ``below_margin``
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterator, Literal, Sequence
 
 from .errors import ConfigError
-from .types import FILTER_REASON, Candidate
+from .types import FILTER_REASON, RERANK_SCORE, Candidate
 from .validate import integer, no_unknown, number, one_of, positive_number, text
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class FilterPolicy:
         bad = [i for i, c in enumerate(candidates) if not isinstance(c, Candidate)]
         if bad:
             raise ConfigError(f"items {bad[:5]} are not Candidate objects")
-        kept, report = self.decide([self.score_of(c) for c in candidates], [c.id for c in candidates])
+        kept, report = self.decide_candidates(candidates)
         out = []
         for i in kept:
             candidate = candidates[i]
@@ -165,10 +166,24 @@ class FilterPolicy:
         logger.info("relevance filter (%s): %s", self.score_key, report.summary())
         return FilterResult(out, kept, dropped, report)
 
+    def decide_candidates(self, candidates: Sequence[Candidate]) -> tuple[list[int], FilterReport]:
+        """:meth:`decide` on the candidates' scores. Scores a reranker flagged as missing (it
+        could not score those candidates) are simply missing: ``on_missing`` applies to them even
+        when no candidate has a score (rather than the error for a score key nobody carries)."""
+        scores = [self.score_of(c) for c in candidates]
+        unscored = all(RERANK_SCORE in c.metadata and c.metadata[RERANK_SCORE] is None  # a reranker's "no score"
+                       for c, s in zip(candidates, scores) if _as_score(s) is None)
+        return self._decide(scores, [c.id for c in candidates], explained=unscored)
+
     def decide(
         self, scores: Sequence[float | None], ids: Sequence[str] | None = None
     ) -> tuple[list[int], FilterReport]:
         """Indices to keep (input order) and the report. ``ids`` name items in the report."""
+        return self._decide(scores, ids, explained=False)
+
+    def _decide(
+        self, scores: Sequence[float | None], ids: Sequence[str] | None, *, explained: bool
+    ) -> tuple[list[int], FilterReport]:
         n = len(scores)
         if ids is not None and len(ids) != n:
             raise ConfigError(f"{len(ids)} ids for {n} scores")
@@ -176,7 +191,7 @@ class FilterPolicy:
         missing = [i for i, v in enumerate(values) if v is None]
         if missing and self.on_missing == "error":
             raise ConfigError(f"{len(missing)} of {n} items have no score (on_missing='error')")
-        if n and len(missing) == n and self.on_missing == "drop":
+        if n and len(missing) == n and self.on_missing == "drop" and not explained:
             raise ConfigError(
                 "no item carries the score this filter reads; check the score key "
                 "(or pass on_missing='keep')"

@@ -10,6 +10,8 @@ fallback instead of failing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
 import time
@@ -186,4 +188,40 @@ def adapter_hint(source: str, *, local_files_only: bool) -> str | None:
             "adapter).merge_and_unload().save_pretrained(DIR), the base model's processor saved beside it) and pass DIR")
 
 
-__all__ = ["ModelLocation", "adapter_hint", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path", "model_kwargs"]
+def weight_files(folder: Path) -> list[tuple[str, int, int]]:
+    """(name, size, modification time in ns) of the weight files in model folder ``folder``:
+    a rebuilt or retrained model never shows the same list."""
+    out = []
+    for file in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
+        stat = file.stat()
+        out.append((file.name, stat.st_size, stat.st_mtime_ns))
+    return out
+
+
+def weights_fingerprint(name_or_path: str | Path) -> str | None:
+    """A digest of the weights ``name_or_path`` loads, found without loading them or the network:
+    a local folder's ``config.json`` and :func:`weight_files`, or the revision of a hub model in
+    the local cache; ``None`` when neither is there (a model not downloaded yet)."""
+    name = str(name_or_path)
+    folder = Path(os.path.expanduser(name))
+    try:
+        if folder.is_dir():
+            config = folder / "config.json"
+            digest = hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
+            parts: list[object] = ["folder", digest, weight_files(folder)]
+        else:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(name, "config.json")
+            if not isinstance(found, str):
+                return None
+            parts = ["hub", name, Path(found).parent.name]  # snapshots/<revision>/config.json
+    except (OSError, ValueError):  # unreadable, or not a valid hub id
+        return None
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+__all__ = [
+    "ModelLocation", "adapter_hint", "ensure_loadable", "hub_offline", "hub_reachable", "locate_model", "looks_like_path",
+    "model_kwargs", "weight_files", "weights_fingerprint",
+]

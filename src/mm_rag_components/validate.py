@@ -8,6 +8,7 @@ Each checker returns the (normalised) value, so it reads as an assignment::
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -120,6 +121,42 @@ def torch_dtype(value: object) -> Any:
     return getattr(torch, name)
 
 
+#: How deep data read from outside (a config, a JSON line) may nest: far beyond any real one, far
+#: below Python's recursion limit.
+MAX_NESTING = 64
+
+
+def nesting(name: str, value: Any, *, limit: int = MAX_NESTING) -> Any:
+    """``value`` when its mappings, lists and tuples nest at most ``limit`` deep (a scalar is 0,
+    ``[]`` is 1); deeper data, or data that contains itself, is a :class:`ConfigError` naming
+    ``name``. Walks level by level, so the check itself never recurses."""
+    level = {id(value): value} if isinstance(value, (Mapping, list, tuple)) else {}
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            raise ConfigError(f"{name} is nested deeper than {limit} levels (or contains itself)")
+        inner: dict[int, Any] = {}
+        for item in level.values():
+            for child in item.values() if isinstance(item, Mapping) else item:
+                if isinstance(child, (Mapping, list, tuple)):
+                    inner[id(child)] = child
+        level = inner
+    return value
+
+
+def json_value(name: str, text: str | bytes, *, limit: int = MAX_NESTING) -> Any:
+    """``text`` parsed as JSON, nested at most ``limit`` deep (:func:`nesting`); bad JSON or deeper
+    nesting is a one-line :class:`ConfigError` naming ``name`` (never a ``RecursionError``)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{name} is nested deeper than {limit} levels") from None
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+    return nesting(name, value, limit=limit)
+
+
 def no_unknown(where: str, options: Mapping[str, Any], known: Iterable[str] = ()) -> None:
     """Refuse keyword arguments nobody reads (``RelevanceFilter(treshold=0.5)``)."""
     unknown = sorted(set(options) - set(known))
@@ -130,9 +167,12 @@ def no_unknown(where: str, options: Mapping[str, Any], known: Iterable[str] = ()
 
 __all__ = [
     "DTYPES",
+    "MAX_NESTING",
     "boolean",
     "dtype_name",
     "integer",
+    "json_value",
+    "nesting",
     "no_unknown",
     "number",
     "one_of",

@@ -9,7 +9,6 @@ questions.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +22,8 @@ from ..filters import Dropped, FilterPolicy
 from ..index import MultimodalIndex
 from ..rerank.base import Reranker
 from ..retrieval import RetrievalOptions, RetrievalResult, retrieve
-from ..types import RERANK_FLAG, RERANK_LOGODDS, Candidate, Query
+from ..rerank.pointwise import is_unscored
+from ..types import RERANK_FLAG, Candidate, Query
 from ..validate import integer
 
 
@@ -155,7 +155,7 @@ class QAPipeline:
             filtered = self.relevance_filter.apply(ranked)
             kept, dropped = filtered.kept, filtered.dropped
         notes = list(result.notes)
-        unscored = Counter(c.metadata.get(RERANK_FLAG) or "no score" for c in ranked if c.metadata.get(RERANK_LOGODDS) == -math.inf)
+        unscored = Counter(c.metadata.get(RERANK_FLAG) or "no score" for c in ranked if is_unscored(c))
         if unscored:
             why = ", ".join(f"{flag}: {n}" for flag, n in unscored.items())
             notes.append(f"the reranker could not score {sum(unscored.values())} of {len(ranked)} candidates ({why})")

@@ -7,6 +7,7 @@ arguments and paths are checked here before any model loads.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -49,6 +50,13 @@ def write(stream: TextIO, message: str) -> None:
 
 def say(message: str) -> None:
     write(sys.stdout, message)
+
+
+def score_text(value: object) -> str:
+    """A score for a column: ``+0.731``, or ``  none`` when there is none (never a made-up 0)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:+.3f}"
+    return "  none"
 
 
 def fail(message: str) -> int:

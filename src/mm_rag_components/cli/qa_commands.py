@@ -12,13 +12,14 @@ import json
 import os
 import socket
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
 from . import models, store
-from .common import TINY_LABEL, bounded_int, expand, positive_seconds, say
+from .common import TINY_LABEL, bounded_int, expand, fail, positive_seconds, say, score_text
 
 #: ``--filter`` keys: the :class:`~mm_rag_components.filters.FilterPolicy` fields and their types.
 FILTER_KEYS: dict[str, type] = {
@@ -146,26 +147,41 @@ def search_query(args: argparse.Namespace, text: str | None, image: str | None) 
         data["models"] = described
         data["tiny_models"] = tiny
         say(json.dumps(data, indent=2, ensure_ascii=False))
-        return 0
+        return _nothing_scored(turn)
     for note in turn.notes:
         say(f"note: {note}")
     say(f"reranker: {args.rerank + ', ' + described['reranker'] if described['reranker'] else 'none'}" + (f"  (filter kept {len(turn.kept)} of {len(turn.ranked)})" if args.filter else ""))
     for rank, c in enumerate(turn.kept, start=1):
-        say(f"  {rank:>2}. [{c.modality:5}] {c.score:+.3f}  {_scores(c)}  {_where(c)}")
+        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {_where(c)}")
     for dropped in turn.dropped:
         c = dropped.candidate
-        say(f"   -  [{c.modality:5}] {c.score:+.3f}  {_scores(c)}  {_where(c)}  (dropped: {dropped.reason})")
+        say(f"   -  [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {_where(c)}  (dropped: {dropped.reason})")
     if not turn.ranked:
         say("no matches")
     if tiny:
         say(f"  {TINY_LABEL}")
-    return 0
+    return _nothing_scored(turn)
+
+
+def _nothing_scored(turn: Any) -> int:
+    """Exit status 0, or (a reranker that scored no candidate at all) one error line and 2."""
+    from ..rerank.pointwise import is_unscored
+
+    if not turn.ranked or not all(is_unscored(c) for c in turn.ranked):
+        return 0
+    why = Counter(c.metadata.get("rerank_flag") for c in turn.ranked)
+    return fail(f"the reranker could not score any of the {len(turn.ranked)} candidates "
+                f"({', '.join(f'{flag}: {n}' for flag, n in why.items())}); they are listed unscored, in retrieval order")
 
 
 def _scores(c: Any) -> str:
     meta = c.metadata
-    parts = [f"{label} {meta[key]:.3f}" for key, label in (("retrieval_score", "retrieval"), ("rerank_score", "rerank"),
-                                                          ("listwise_score", "listwise")) if isinstance(meta.get(key), (int, float))]
+    parts = []
+    for key, label in (("retrieval_score", "retrieval"), ("rerank_score", "rerank"), ("listwise_score", "listwise")):
+        if isinstance(meta.get(key), (int, float)):
+            parts.append(f"{label} {meta[key]:.3f}")
+        elif key == "rerank_score" and key in meta:  # present but None: the reranker could not score it
+            parts.append(f"rerank none ({meta.get('rerank_flag')})")
     return "  ".join(parts)
 
 

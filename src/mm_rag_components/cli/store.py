@@ -9,7 +9,7 @@ import argparse
 from typing import Any, Sequence
 
 from ..errors import ConfigError, StoreError
-from .common import INGEST_FIRST, TINY_LABEL, expand, say
+from .common import INGEST_FIRST, TINY_LABEL, expand, say, score_text
 
 #: The Chroma server's port when ``--host`` is given without ``--port``.
 DEFAULT_CHROMA_PORT = 8000
@@ -104,7 +104,7 @@ def index(args: argparse.Namespace, model: str, chroma: Any = None) -> Any:
 def print_hits(candidates: Sequence[Any], tiny: bool) -> None:
     for rank, c in enumerate(candidates, start=1):
         shown = c.image_path if c.modality == "image" else (c.text or "").replace("\n", " ")[:70]
-        say(f"  {rank:>2}. [{c.modality:5}] {c.score:+.3f}  {shown}")
+        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {shown}")
     if tiny:
         say(f"  {TINY_LABEL}")
 

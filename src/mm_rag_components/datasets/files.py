@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, MediaError
+from ..validate import json_value
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``("file:line", object)`` per non-blank line; bad UTF-8, bad JSON or a non-object fail."""
+    """``("file:line", object)`` per non-blank line; bad UTF-8, bad JSON, JSON nested
+    deeper than :data:`~mm_rag_components.validate.MAX_NESTING` or a non-object fail."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -20,10 +21,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+        row = json_value(where, line)
         if not isinstance(row, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(row).__name__}")
         yield where, row

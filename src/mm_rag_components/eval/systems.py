@@ -179,7 +179,7 @@ def filter_decisions(policy: FilterPolicy, base: SystemRun, queries: Iterable[Ev
         if not candidates:
             out[query.id] = []
             continue
-        kept, _ = policy.decide([policy.score_of(c) for c in candidates])
+        kept, _ = policy.decide_candidates(candidates)
         out[query.id] = [candidates[i].id for i in kept]
     return out
 

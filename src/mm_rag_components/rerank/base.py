@@ -91,8 +91,8 @@ def check_query(query: object, candidates: object) -> tuple[Query, list[Candidat
     return query, list(candidates)
 
 
-def reranked_copy(candidate: Candidate, score: float, provenance: dict[str, Any]) -> Candidate:
-    """A copy of ``candidate`` with its new score; the incoming score is kept as
+def reranked_copy(candidate: Candidate, score: float | None, provenance: dict[str, Any]) -> Candidate:
+    """A copy of ``candidate`` with its new score (``None``: it could not be scored); the incoming score is kept as
     ``retrieval_score`` unless an earlier stage recorded one already."""
     metadata = dict(candidate.metadata)
     if RETRIEVAL_SCORE not in metadata:

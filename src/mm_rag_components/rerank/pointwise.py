@@ -3,9 +3,13 @@ fuse with the retrieval score, sort.
 
 The order is by ``score`` = p(relevant) — the calibrated probability when a calibration is set —
 or, with ``fusion_weight=w``, ``retrieval + w · p``. Candidates the scorer could not score (an
-unreadable image, a prompt too long, a server without the answer log-probabilities) keep their
-flag in ``rerank_flag`` and are ranked last, never dropped. Incoming retrieval scores that are
-not finite numbers count as missing (flagged ``missing_retrieval_score`` when fusion needs them).
+unreadable image, a prompt too long, a server that failed or gave no answer log-probabilities)
+have no score: ``score``, ``rerank_score``, ``rerank_logodds`` and ``calibrated_score`` are
+``None`` (never a made-up 0), ``rerank_flag`` says why (``no_score`` when the scorer did not), the
+retrieval score stays in ``retrieval_score``, and they are ranked last in retrieval order (or kept
+at their positions), never dropped; a filter applies its ``on_missing`` rule to them. Incoming
+retrieval scores that are not finite numbers count as missing (flagged
+``missing_retrieval_score`` when fusion needs them).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 MISSING_RETRIEVAL_SCORE = "missing_retrieval_score"
 INVALID_SCORE = "invalid_score"
+#: The flag of a candidate left unscored by a scorer that did not say why.
+NO_SCORE = "no_score"
 #: Where unscored candidates go: after the scored ones, or at their input positions.
 UNSCORED = ("last", "keep")
 
@@ -156,20 +162,24 @@ class PointwiseRanker:
             values = np.asarray(self.calibration.apply(np.array([logodds[i] for i in finite], dtype=np.float64)))
             for i, value in zip(finite, values.tolist()):
                 out[i] = finite_or_none(value)
-        return [0.0 if v is None else v for v in out]
+        return [None if not math.isfinite(z) else 0.0 if v is None else v for z, v in zip(logodds, out)]
 
     def _finish(self, candidates: list[Candidate], points: Sequence[PointScore]) -> RerankResult:
         if len(points) != len(candidates):
             raise BackendError(f"scorer {self.name!r} returned {len(points)} scores for {len(candidates)} candidates")
         logodds = [_logodds(p) for p in points]
         calibrated = self._calibrated(logodds)
-        scores: list[float] = []
+        scores: list[float | None] = []
         provenance: list[dict[str, Any]] = []
         missing = 0
         for candidate, point, z, cal in zip(candidates, points, logodds, calibrated):
             flag = point.flag
-            if z == -math.inf and getattr(point, "logodds", None) != -math.inf:
-                flag = join_flags(flag, INVALID_SCORE)  # NaN / +inf / junk from a backend
+            if not math.isfinite(z):  # not scored: missing, never a made-up number
+                if getattr(point, "logodds", None) != -math.inf:
+                    flag = join_flags(flag, INVALID_SCORE)  # NaN / +inf / junk from a backend
+                scores.append(None)
+                provenance.append({RERANK_SCORE: None, RERANK_LOGODDS: None, CALIBRATED_SCORE: None, RERANK_FLAG: flag or NO_SCORE})
+                continue
             probability = sigmoid(z)
             relevance = cal if cal is not None else probability
             score = relevance
@@ -194,10 +204,15 @@ class PointwiseRanker:
         return RerankResult(ranked, order, len(candidates), details=[points[i] for i in order])
 
 
-def _order(logodds: list[float], scores: list[float], unscored: str) -> list[int]:
+def is_unscored(candidate: Candidate) -> bool:
+    """True for a candidate a pointwise reranker could not score (its ``rerank_score`` is ``None``)."""
+    return RERANK_SCORE in candidate.metadata and candidate.metadata[RERANK_SCORE] is None
+
+
+def _order(logodds: list[float], scores: list[float | None], unscored: str) -> list[int]:
     """Best first; ties keep input order. Unscored candidates (log-odds -inf) are never dropped:
-    ranked last, or (``"keep"``) left at their input positions."""
-    scored = sorted((i for i, z in enumerate(logodds) if math.isfinite(z)), key=lambda i: (-scores[i], i))
+    ranked last in input order, or (``"keep"``) left at their input positions."""
+    scored = sorted((i for i, z in enumerate(logodds) if math.isfinite(z)), key=lambda i: (-scores[i], i))  # type: ignore[operator]
     rest = [i for i, z in enumerate(logodds) if not math.isfinite(z)]
     if unscored == "last":
         return scored + rest
@@ -217,4 +232,4 @@ def _parameters(cls: type) -> list[str]:
     return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
 
 
-__all__ = ["Calibrator", "INVALID_SCORE", "MISSING_RETRIEVAL_SCORE", "PointwiseRanker", "UNSCORED"]
+__all__ = ["Calibrator", "INVALID_SCORE", "MISSING_RETRIEVAL_SCORE", "NO_SCORE", "PointwiseRanker", "UNSCORED", "is_unscored"]

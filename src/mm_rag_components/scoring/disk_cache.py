@@ -10,7 +10,8 @@ Guarantees:
 * **atomic writes** — an entry is written to a temporary file in the same folder and moved into
   place with ``os.replace``: a reader sees the whole old entry, the whole new one, or none;
 * **corruption is detected** — a bad magic, header, size or checksum is a miss; the entry is
-  removed and recomputed by the caller;
+  removed and recomputed by the caller; so is an entry that is not a regular file (a symlink, a
+  FIFO, a device: opened without following or waiting, never read past the cache's bound);
 * **bounded** — past ``max_bytes`` the least recently used entries (file mtime; a hit touches
   it) are deleted down to 90 % of the bound; another process deleting the same file is fine;
 * **never fatal** — every I/O problem is logged and counted as a miss (or a skipped write).
@@ -18,10 +19,12 @@ Guarantees:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -60,7 +63,7 @@ class DiskFeatureCache:
         """The tensor stored under ``key``, or ``None`` (absent, unreadable or corrupt)."""
         file = self._file(key)
         try:
-            data = file.read_bytes()
+            tensor = decode(read_entry(file, self.max_bytes), key)
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -68,8 +71,6 @@ class DiskFeatureCache:
             logger.warning("vision feature cache: cannot read %s: %s", file, exc)
             self.misses += 1
             return None
-        try:
-            tensor = decode(data, key)
         except ValueError as exc:
             logger.warning("vision feature cache: corrupt entry %s (%s); recomputing it", file, exc)
             self.corrupt += 1
@@ -77,7 +78,7 @@ class DiskFeatureCache:
             _unlink(file)
             return None
         try:
-            os.utime(file)  # recently used: evicted last
+            os.utime(file, follow_symlinks=False)  # recently used: evicted last
         except OSError:
             pass
         self.hits += 1
@@ -111,7 +112,10 @@ class DiskFeatureCache:
                 self._size = self._evict()
 
     def __contains__(self, key: str) -> bool:
-        return self._file(key).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self._file(key)).st_mode)
+        except OSError:
+            return False
 
     def _entries(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry; stale temporary files are removed on the way."""
@@ -128,12 +132,12 @@ class DiskFeatureCache:
                 continue
             for entry in names:
                 try:
-                    stat = entry.stat()
+                    info = entry.stat(follow_symlinks=False)
                 except OSError:  # removed meanwhile
                     continue
                 if entry.name.endswith(SUFFIX):
-                    found.append((stat.st_mtime, stat.st_size, Path(entry.path)))
-                elif entry.name.startswith(".tmp-") and now - stat.st_mtime > _STALE_TEMP_S:
+                    found.append((info.st_mtime, info.st_size, Path(entry.path)))
+                elif entry.name.startswith(".tmp-") and now - info.st_mtime > _STALE_TEMP_S:
                     _unlink(Path(entry.path))
         return found
 
@@ -161,6 +165,32 @@ class DiskFeatureCache:
             _unlink(file)
         with self._lock:
             self._size = 0
+
+
+def read_entry(file: Path, limit: int) -> bytes:
+    """The bytes of entry ``file``, read as untrusted: opened without following a symlink or
+    waiting on a FIFO, a regular file of at most ``limit`` bytes — anything else is a ``ValueError``
+    (a corrupt entry), never a hang or an endless read."""
+    try:
+        handle = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError("a symbolic link, not a regular file") from None
+        raise
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{info.st_size} bytes, more than the cache's {limit}")
+    except BaseException:
+        os.close(handle)
+        raise
+    with os.fdopen(handle, "rb") as entry:
+        data = entry.read(info.st_size + 1)
+    if len(data) != info.st_size:
+        raise ValueError("the file changed while it was read")
+    return data
 
 
 def encode(key: str, tensor: Any) -> bytes:
@@ -204,7 +234,10 @@ def decode(data: bytes, key: str) -> Any:
         raise ValueError("checksum mismatch")
     if not payload:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(dtype).reshape(shape)
+    tensor = torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(dtype).reshape(shape)
+    if not tensor.is_floating_point() or not bool(torch.isfinite(tensor).all()):
+        raise ValueError("not finite floating-point features")
+    return tensor
 
 
 def _unlink(file: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MMRagError, ModelError
+from ..hub import weight_files
 from ..media import LoadedImage, decode_image, load_image_with_hash
 from .disk_cache import DiskFeatureCache
 from .vision_cache import VisionFeatureCache
@@ -50,11 +51,12 @@ class FeatureStore:
             if image.sha256 in found or image.sha256 in missing:
                 continue
             cached = self.cache.get(self._key(image.sha256))
-            if cached is not None and cached.shape[-2] == layouts[image.sha256].slots:
+            slots = layouts[image.sha256].slots
+            if cached is not None and cached.dim() >= 2 and cached.shape[-2] == slots:
                 found[image.sha256] = cached.to(self.device)
                 continue
             if cached is not None:
-                logger.warning("cached features of image %s have %d rows, expected %d; recomputing", image.sha256[:12], cached.shape[-2], layouts[image.sha256].slots)
+                logger.warning("cached features of image %s have shape %s, expected %d rows; recomputing", image.sha256[:12], tuple(cached.shape), slots)
             missing[image.sha256] = image
         found.update(self._compute(list(missing.values()), step))
         return found
@@ -121,9 +123,7 @@ def fingerprint(name: str, model: Any) -> str:
     parts: list[Any] = [name, model.config.to_json_string(use_diff=False)]
     folder = Path(name)
     if folder.is_dir():
-        for file in sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")]):
-            stat = file.stat()
-            parts.append((file.name, stat.st_size, stat.st_mtime_ns))
+        parts.extend(weight_files(folder))
     else:
         parts.append(getattr(model.config, "_commit_hash", None))
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()

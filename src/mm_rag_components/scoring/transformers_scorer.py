@@ -127,6 +127,13 @@ class TransformersScorer:
             "trust_remote_code": self.trust_remote_code,
         }
 
+    def weights_fingerprint(self) -> str | None:
+        """What the score cache knows this model by: its weights, not its path (see
+        :func:`~mm_rag_components.hub.weights_fingerprint`)."""
+        from ..hub import weights_fingerprint
+
+        return weights_fingerprint(self.model_name_or_path)
+
     # lazy loading ----------------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
         if name in _LAZY:  # the tokenizer/processor load on first access

@@ -1,7 +1,7 @@
 """Fine-tune a chat LM / VLM into a yes/no reranker that ``TransformersScorer`` loads by path.
 
 :func:`train_reranker` runs the loop (seeded order, gradient accumulation, linear warm-up/decay,
-a tqdm bar with the loss, checkpoints and resume), saves the model (LoRA merged, so loading
+a tqdm bar with the loss, checkpoints and resume — :mod:`.checkpoint`, never a pickle), saves the model (LoRA merged, so loading
 needs no ``peft``) with its tokenizer/processor, scores the held-out pairs through the normal
 scoring path, fits a Platt calibration on them and writes a model card (:mod:`.card`).
 """
@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError, one_line
-from ..hub import model_kwargs
+from ..hub import model_kwargs, weights_fingerprint
 from ..progress import quiet_loading
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import Example, check_labels, fingerprint
+from .lock import LOCK_NAME, output_lock
 from .objective import PairEncoder, pair_loss
 
 logger = logging.getLogger(__name__)
@@ -145,38 +147,11 @@ def _trainable(model: Any) -> dict[str, Any]:
 
 
 def _save_checkpoint(folder: Path, model: Any, optimizer: Any, step: int, losses: list[float], identity: dict[str, Any]) -> None:
-    import torch
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {"step": step, "losses": losses, "identity": identity,
-             "trainable": {k: v.detach().clone() for k, v in _trainable(model).items()},
-             "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
-    tmp = folder / "state.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(folder / "state.pt")
+    save_checkpoint(folder, step=step, losses=losses, identity=identity, params=_trainable(model), optimizer=optimizer)
 
 
 def _load_checkpoint(folder: Path, model: Any, optimizer: Any, identity: dict[str, Any]) -> tuple[int, list[float]]:
-    import torch
-
-    path = folder / "state.pt"
-    if not path.is_file():
-        return 0, []
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(f"{path}: not a readable checkpoint: {one_line(exc)}") from exc
-    if state.get("identity") != identity:
-        raise ConfigError(f"{path} is from a different run (data, model or options differ); remove it or drop resume")
-    params = _trainable(model)
-    if set(state["trainable"]) != set(params):
-        raise ConfigError(f"{path}: its parameters do not match this model")
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return int(state["step"]), list(state["losses"])
+    return load_checkpoint(folder, identity=identity, params=_trainable(model), optimizer=optimizer)
 
 
 def train_reranker(
@@ -194,9 +169,8 @@ def train_reranker(
     ``held_out`` pairs (other items than ``train``'s) are scored after training with the saved
     model through ``TransformersScorer``; a Platt calibration is fitted on them and saved as
     ``calibration.json``. ``source`` describes the data for the model card. ``evaluate_base``
-    also scores them with the untrained model (before/after in the card)."""
-    import torch
-
+    also scores them with the untrained model (before/after in the card). One run at a time
+    writes to ``output_dir``: another run on it is refused (:mod:`.lock`)."""
     config = config or TrainConfig()
     output = Path(output_dir).expanduser()
     if output.exists() and not output.is_dir():
@@ -205,6 +179,14 @@ def train_reranker(
     overlap = {e.group for e in train} & {e.group for e in held_out}
     if overlap:
         raise ConfigError(f"{len(overlap)} item(s) are in both the training and the held-out pairs, e.g. {sorted(overlap)[0]!r}")
+    with output_lock(output):  # one run per output folder: a second one is refused, never interleaved
+        return _train(model, train, output, held_out, config, source, evaluate_base)
+
+
+def _train(model: str | Path, train: Sequence[Example], output: Path, held_out: Sequence[Example], config: TrainConfig,
+           source: dict[str, Any] | None, evaluate_base: bool) -> TrainResult:
+    import torch
+
     if config.threads:
         torch.set_num_threads(config.threads)
     _seed_all(config.seed)
@@ -212,7 +194,7 @@ def train_reranker(
     encoder = PairEncoder(scorer)
     encoder.check([*train, *held_out])
     base = evaluate_pairs(scorer, held_out) if evaluate_base and held_out else None
-    identity = {"model": str(model), "data": fingerprint(list(train)), **config.identity()}
+    identity = {"model": str(model), "weights": weights_fingerprint(model), "data": fingerprint(list(train)), **config.identity()}
 
     steps = schedule(len(train), config)
     optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.learning_rate,
@@ -291,7 +273,7 @@ def save_model(net: Any, scorer: Any, source: str | Path, output: Path) -> None:
     folder = Path(str(source)).expanduser()
     if folder.is_dir():  # the processor/tokenizer files exactly as the base model ships them
         for item in folder.iterdir():
-            if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES):
+            if item.is_file() and not item.name.endswith(WEIGHT_SUFFIXES) and item.name != LOCK_NAME:
                 shutil.copy2(item, output / item.name)
     else:
         family = scorer.family
