@@ -90,8 +90,13 @@ def test_remote_code_refusal_walks_configs_deeper_than_the_stack():
     deep: dict = {"trust_remote_code": True}
     for _ in range(5000):
         deep = {"x": deep}
-    with pytest.raises(ConfigError, match="trust_remote_code"):
+    with pytest.raises(ConfigError, match="nested deeper"):  # refused before anything is walked or built
         config.from_dict({"type": "Built", "options": deep})
+    within: dict = {"trust_remote_code": True}
+    for _ in range(30):  # 61 levels: within the nesting bound (64)
+        within = {"x": [within]}
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        config.from_dict({"type": "Built", "options": within})
 
 
 # --------------------------------------------------------------------------- API keys

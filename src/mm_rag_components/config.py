@@ -164,6 +164,7 @@ def from_dict(
     outer = _LOADING.get() or _GRANTED.get()
     trust = LoadTrust(allow_remote_code or outer.allow_remote_code, use_env_key or outer.use_env_key,
                       api_key if api_key is not None else outer.api_key)
+    nesting("a component config", data)  # first: the walks below then end (a config may contain itself)
     if not trust.allow_remote_code:
         _refuse_remote_code(data)
     token = _LOADING.set(trust)
