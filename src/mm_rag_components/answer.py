@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .answer_stream import AnswerStream, threaded  # noqa: F401 - threaded: re-exported
+from .backed import Backed
 from .errors import ConfigError
 from .generation.base import ChatTurn, Generator
 from .generation.calls import FLAG_GENERATOR_ERROR, acall_generator, call_generator, in_daemon_thread
@@ -84,7 +85,7 @@ def read_citations(text: str, n: int) -> tuple[list[int], list[int]]:
     return [k for k in numbers if 1 <= k <= n], [k for k in numbers if not 1 <= k <= n]
 
 
-class MultimodalAnswerer:
+class MultimodalAnswerer(Backed):
     """Answer questions from kept candidates with a (multimodal) generator.
 
     ``max_sources`` caps the sources shown (the first ones: pass them best first);
@@ -92,6 +93,8 @@ class MultimodalAnswerer:
     call, streamed or not (a timed-out local generation is told to stop; a timed-out stream keeps
     what it streamed, flagged ``timeout``).
     """
+
+    BACKEND = "generator"
 
     OPTIONS = ("prompt", "max_sources", "max_image_pixels", "max_text_chars", "timeout", "history_turns", "allow_urls")
 
@@ -132,20 +135,6 @@ class MultimodalAnswerer:
 
         own = {k: options.pop(k) for k in cls.OPTIONS if k in options}
         return cls(generator_or_local(model, generator, options, "MultimodalAnswerer"), **own)
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.generator, "name", type(self.generator).__name__))
-
-    @property
-    def remote(self) -> bool:
-        """Whether the generator works on a server (questions may then be answered concurrently)."""
-        return bool(getattr(self.generator, "remote", False))
-
-    def warm_up(self) -> None:
-        warm = getattr(self.generator, "warm_up", None)
-        if callable(warm):
-            warm()
 
     def config(self) -> dict[str, Any]:
         return {

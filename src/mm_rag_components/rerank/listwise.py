@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..backed import Backed
 from ..errors import ConfigError
+from ..generation.base import ChatTurn, Generator
+from ..generation.calls import FLAG_GENERATOR_ERROR, FLAG_TIMEOUT, GeneratorCall, acall_generator, call_generator, in_daemon_thread
 from ..types import LISTWISE_FLAG, LISTWISE_PARSE_STATUS, LISTWISE_RANK, LISTWISE_RATIONALE, LISTWISE_SCORE
 from ..types import Candidate, ImageSource, Query
 from ..validate import boolean, integer, no_unknown, number, positive_int
 from .base import RerankResult, check_query, cut, reranked_copy
-from ..generation.base import ChatTurn, Generator
-from ..generation.calls import FLAG_GENERATOR_ERROR, FLAG_TIMEOUT, GeneratorCall, acall_generator, call_generator, in_daemon_thread
 from .listwise_prompts import (
     COT_PROMPT,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -123,7 +124,7 @@ def _default_image_of(candidate: Candidate) -> ImageSource | None:
     return candidate.image_source
 
 
-class ListwiseRanker:
+class ListwiseRanker(Backed):
     """Rank candidates for a query with a listwise (chain-of-thought) multimodal LLM prompt.
 
     ``generator`` follows :class:`~mm_rag_components.generation.base.Generator`; build one
@@ -132,6 +133,8 @@ class ListwiseRanker:
     event loop waiting) and told to stop when the generator takes a ``stop_event``.
     ``image_of`` maps a candidate to its image source (default: ``candidate.image_source``).
     """
+
+    BACKEND = "generator"
 
     def __init__(
         self,
@@ -201,21 +204,6 @@ class ListwiseRanker:
 
         own = {k: options.pop(k) for k in _RANKER_OPTIONS if k in options}
         return cls(generator_or_local(model, generator, options, "ListwiseRanker"), **own)
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.generator, "name", type(self.generator).__name__))
-
-    @property
-    def remote(self) -> bool:
-        """Whether the generator works on a server (questions may then be reranked concurrently)."""
-        return bool(getattr(self.generator, "remote", False))
-
-    def warm_up(self) -> None:
-        """Load the generator's model now, if it has one (a ``ModelError`` surfaces here)."""
-        warm = getattr(self.generator, "warm_up", None)
-        if callable(warm):
-            warm()
 
     def config(self) -> dict[str, Any]:
         if self.image_of is not _default_image_of:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..backed import Backed
 from ..errors import BackendError, ConfigError
 from ..scoring.base import PointScore, RelevanceScorer, ascore, sigmoid
 from ..types import CALIBRATED_SCORE, RERANK_FLAG, RERANK_LOGODDS, RERANK_SCORE, Candidate, Query
@@ -55,7 +56,7 @@ def _calibration(value: Calibrator | str | Path | None) -> Calibrator | None:
     return value
 
 
-class PointwiseRanker:
+class PointwiseRanker(Backed):
     """Rerank by a :class:`~mm_rag_components.scoring.base.RelevanceScorer`'s p(relevant).
 
     Build it from a ready ``scorer`` or with :meth:`create` (a model name or directory plus
@@ -65,6 +66,8 @@ class PointwiseRanker:
     log-probabilities, an unreadable image …) — ``"last"`` (default) after every scored one,
     ``"keep"`` at their input (retrieval) positions, the scored ones sorted around them.
     """
+
+    BACKEND = "scorer"
 
     def __init__(
         self,
@@ -114,21 +117,6 @@ class PointwiseRanker:
         else:
             no_unknown("PointwiseRanker (scorer options apply only with model=)", options)
         return cls(scorer, **own)
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.scorer, "name", type(self.scorer).__name__))
-
-    @property
-    def remote(self) -> bool:
-        """Whether the scorer works on a server (questions may then be reranked concurrently)."""
-        return bool(getattr(self.scorer, "remote", False))
-
-    def warm_up(self) -> None:
-        """Load the scorer's model now, if it has one."""
-        warm = getattr(self.scorer, "warm_up", None)
-        if callable(warm):
-            warm()
 
     def config(self) -> dict[str, Any]:
         return {
