@@ -90,7 +90,14 @@ class IngestReport:
 
 @dataclass
 class Entry:
-    """One source read and hashed, waiting for the existence check and (maybe) embedding."""
+    """One source read and hashed, waiting for the existence check and (maybe) embedding.
+
+    A page of a document (a PDF) is an entry with ``document`` set and no ``source``: it is
+    checked by its record ids (the document's other pages are not its stale records), and its
+    outcome goes to the Ingester's ``documents`` ledger, which counts the document once (see
+    :class:`~mm_rag_components.pages.DocumentLedger`). ``progress``: how far it moves the
+    progress bar (files; a document's first entry moves it by one, its others by zero).
+    """
 
     label: str
     source: str | None
@@ -104,6 +111,8 @@ class Entry:
     duplicates: int = 0
     stale: set[str] = field(default_factory=set)
     updated: bool = False
+    document: str | None = None
+    progress: int = 1
 
     def keep(self, rows: list[int]) -> None:
         for name in ("ids", "metadatas", "documents", "payloads"):
@@ -146,7 +155,8 @@ class Ingester:
     ``max_pixels`` bounds decoded images. ``precompute``: called with ``(sha256, raw bytes)`` of
     every image window (new, changed and unchanged images) before the store is asked; returns a
     problem to note or ``None`` (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`:
-    reranker image features).
+    reranker image features). ``documents``: told the outcome of every document page entry
+    (``outcome(entry, "added" | "updated" | "unchanged")``) instead of the report's counts.
     """
 
     def __init__(
@@ -159,12 +169,14 @@ class Ingester:
         batch_size: int,
         max_pixels: int | None,
         precompute: Callable[[list[tuple[str, Any]]], str | None] | None = None,
+        documents: Any = None,
     ) -> None:
         self.stores = {"image": image_store, "text": text_store}
         self.embedders = {"image": image_embedder, "text": text_embedder}
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.precompute = precompute
+        self.documents = documents
 
     def run(
         self, entries: Iterable[Entry | Skipped], report: IngestReport, show_progress: bool | None,
@@ -186,7 +198,7 @@ class Ingester:
         window: list[Entry] = []
         seen: set[str] = set()  # record ids taken in this run
         for entry in entries:
-            progress.update(1)
+            progress.update(getattr(entry, "progress", 1))
             if isinstance(entry, Skipped):
                 skip(report, entry)
                 continue
@@ -244,7 +256,7 @@ class Ingester:
         for entry in entries:
             stored = by_source[entry.source] if entry.source is not None else present & set(entry.ids)
             if stored == set(entry.ids):
-                report.unchanged += 1
+                self._count(report, entry, "unchanged")
                 continue
             entry.stale = stored - set(entry.ids)
             entry.updated = bool(entry.stale)
@@ -287,8 +299,14 @@ class Ingester:
             store.delete(ids=stale)
         for entry in done:
             report.records += len(entry.ids)
-            report.updated += entry.updated
-            report.added += not entry.updated
+            self._count(report, entry, "updated" if entry.updated else "added")
+
+    def _count(self, report: IngestReport, entry: Entry, outcome: str) -> None:
+        """Count ``entry`` as ``outcome`` in the report, or tell the documents ledger (a page)."""
+        if entry.document is not None and self.documents is not None:
+            self.documents.outcome(entry, outcome)
+        else:
+            setattr(report, outcome, getattr(report, outcome) + 1)
 
     def _storable(self, entry: Entry, report: IngestReport) -> bool:
         try:

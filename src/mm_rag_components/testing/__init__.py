@@ -28,6 +28,8 @@ _LAZY: dict[str, str] = {
     "build_tiny_qwen3_vl": "qwen",
     "build_qwen3_vl_2b_random": "qwen",
     "write_captioned_folder": "captions",
+    "write_pdf": "pdfs",
+    "write_page_collection": "pdfs",
     "seed_hub_cache": "hub_cache",
     "seed_tiny_hub_cache": "hub_cache",
     "use_hub_cache": "hub_cache",
