@@ -81,7 +81,9 @@ class PdfFile:
                 self._doc = lib.PdfDocument(stream, autoclose=True)
         except lib.PdfiumError as exc:
             stream.close()
-            raise MediaError(_why(exc, head)) from exc
+            with _LOCK:
+                reason = _why(path, head)
+            raise MediaError(reason) from exc
         except BaseException:
             stream.close()
             raise
@@ -124,22 +126,27 @@ class PdfFile:
         return Page(number, image, text, notes)
 
 
-def _why(exc: Any, head: bytes) -> str:
-    """Why PDFium refused a document, in words."""
+def _why(path: str | os.PathLike[str], head: bytes) -> str:
+    """Why PDFium refused the document at ``path`` (a regular file), in words. It is loaded again
+    by path: PDFium's last error is only meaningful right after a failed load (a document that
+    loads but has no pages leaves an older error in place)."""
     raw = pdfium().raw
-    code = getattr(exc, "err_code", None)
+    doc = raw.FPDF_LoadDocument(os.fsencode(path), None)
+    if doc:
+        count = raw.FPDF_GetPageCount(doc)
+        raw.FPDF_CloseDocument(doc)
+        return "the PDF has no pages" if count < 1 else "cannot be opened"
+    code = raw.FPDF_GetLastError()
     if code == raw.FPDF_ERR_PASSWORD:
         return "encrypted: the PDF needs a password (password-protected PDFs are not read)"
     if code == raw.FPDF_ERR_SECURITY:
         return "encrypted with an unsupported security handler (not read)"
-    if code == raw.FPDF_ERR_SUCCESS:
-        return "the PDF has no pages"
     if b"%PDF-" not in head:
         looks = next((what for magic, what in _SIGNATURES.items() if head.startswith(magic)), None)
         return "not a PDF (no %PDF- header" + (f"; it looks like {looks}" if looks else "") + ")"
     if code == raw.FPDF_ERR_FORMAT:
         return "corrupt or truncated PDF (PDFium cannot parse it)"
-    return f"cannot be opened ({exc})"
+    return f"cannot be opened (PDFium error {code})"
 
 
 def _title(doc: Any) -> str:
