@@ -7,10 +7,12 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from mm_rag_components import MultimodalIndex
+from mm_rag_components.pdf import PdfFile
 from mm_rag_components.retrieval import retrieve
 from mm_rag_components.types import IMAGE_PATH, MODALITY, PAGE, PAGE_COUNT, PAGE_ID, SHA256, SOURCE, TITLE
 
@@ -33,8 +35,8 @@ def _records(index: MultimodalIndex, source: Path) -> dict[str, list[dict]]:
             (("image", index.image_store), ("text", index.text_store))}
 
 
-def _pngs(index: MultimodalIndex) -> set[Path]:
-    return set(Path(index.page_dir).rglob("*.png")) if index.page_dir and Path(index.page_dir).exists() else set()
+def _page_images(index: MultimodalIndex) -> set[Path]:
+    return set(Path(index.page_dir).rglob("*.jpg")) if index.page_dir and Path(index.page_dir).exists() else set()
 
 
 @pytest.fixture()
@@ -60,29 +62,33 @@ def test_each_page_is_an_image_and_its_text_sharing_one_page_id(tmp_path, docs, 
     for meta in records["text"]:
         assert meta[PAGE_ID] == by_page[meta[PAGE]][PAGE_ID]
     assert len({m[PAGE_ID] for m in records["image"]}) == 4
-    # the page image: a real PNG named by the sha256 of its pixels
+    # the page image: a real JPEG named by the sha256 of the rendered pixels, close to the rendering
+    with PdfFile(docs / "report.pdf", name="report.pdf") as pdf:
+        rendered = {n: pdf.page(n, dpi=40, max_pixels=None).image for n in (1, 2, 3, 4)}
     for meta in records["image"]:
-        path = Path(meta[IMAGE_PATH])
+        path, page = Path(meta[IMAGE_PATH]), rendered[meta[PAGE]]
+        assert hashlib.sha256(f"{page.mode}{page.size}".encode() + page.tobytes()).hexdigest() == meta[SHA256] == path.stem
         with Image.open(path) as img:
-            rgb = img.convert("RGB")
-            assert hashlib.sha256(f"{rgb.mode}{rgb.size}".encode() + rgb.tobytes()).hexdigest() == meta[SHA256] == path.stem
+            assert img.format == "JPEG" and img.size == page.size
+            error = np.abs(np.asarray(img.convert("RGB"), dtype=np.int16) - np.asarray(page, dtype=np.int16)).mean()
+            assert error < 3  # quality 92, no chroma subsampling
         assert path.parent.parent == Path(index.page_dir)
     assert Path(index.page_dir) == (tmp_path / "db" / "chroma-pages" / "mm_rag").resolve()
     assert {m[TITLE] for m in _records(index, docs / "untitled.pdf")["text"]} == {"untitled"}  # no title: the stem
     assert any("without a text layer" in n.note and n.note.endswith(": 3") for n in report.notes), report.notes
     # retrieval hands out the page image as the candidate's image, the document stays the source
     images = [c for c in retrieve(index, "harbour", modalities=["image"], top_k=10) if c.metadata.get(PAGE)]
-    assert images and all(Path(c.image_path).is_file() and c.image_path.endswith(".png") for c in images)
+    assert images and all(Path(c.image_path).is_file() and c.image_path.endswith(".jpg") for c in images)
     assert all(c.metadata[SOURCE].endswith(".pdf") for c in images)
 
 
 def test_same_pdf_twice_adds_nothing(tmp_path, docs, clip_embedder):
     index = _index(tmp_path, clip_embedder)
     index.ingest_folder(docs, show_progress=False)
-    counts, pngs = index.count(), _pngs(index)
+    counts, stored = index.count(), _page_images(index)
     again = index.ingest_folder(docs, show_progress=False)
     assert (again.added, again.updated, again.unchanged, again.records) == (0, 0, 4, 0), again.summary()
-    assert index.count() == counts and _pngs(index) == pngs
+    assert index.count() == counts and _page_images(index) == stored
 
 
 def test_a_changed_pdf_replaces_its_changed_pages_only(tmp_path, docs, clip_embedder):
@@ -100,10 +106,10 @@ def test_a_changed_pdf_replaces_its_changed_pages_only(tmp_path, docs, clip_embe
     assert [m["page"] for m in after["text"] if "fell" in str(m)] == [] and len(after["text"]) == 3
     texts = {h.document for h in index.text_store.get(where={SOURCE: str(docs / "report.pdf")})}
     assert "Quarterly sales fell in the northern region." in texts and not any("rose" in t for t in texts)
-    assert _pngs(index) == {Path(m[IMAGE_PATH]) for m in after["image"]} | _other_pngs(index, docs)
+    assert _page_images(index) == {Path(m[IMAGE_PATH]) for m in after["image"]} | _other_page_images(index, docs)
 
 
-def _other_pngs(index: MultimodalIndex, docs: Path) -> set[Path]:
+def _other_page_images(index: MultimodalIndex, docs: Path) -> set[Path]:
     return {Path(m[IMAGE_PATH]) for m in _records(index, docs / "untitled.pdf")["image"]}
 
 
@@ -115,7 +121,7 @@ def test_fewer_pages_drop_the_old_pages_and_their_images(tmp_path, docs, clip_em
     assert report.updated == 1, report.summary()
     after = _records(index, docs / "report.pdf")
     assert sorted(m[PAGE] for m in after["image"]) == [1, 2] and {m[PAGE_COUNT] for m in after["image"]} == {2}
-    assert _pngs(index) == {Path(m[IMAGE_PATH]) for m in after["image"]} | _other_pngs(index, docs)
+    assert _page_images(index) == {Path(m[IMAGE_PATH]) for m in after["image"]} | _other_page_images(index, docs)
 
 
 def test_delete_missing_and_delete_remove_pages_and_their_images(tmp_path, docs, clip_embedder):
@@ -125,9 +131,9 @@ def test_delete_missing_and_delete_remove_pages_and_their_images(tmp_path, docs,
     report = index.ingest_folder(docs, show_progress=False, delete_missing=True)
     assert report.deleted == 7, report.summary()  # 4 page images, 3 text chunks
     assert _records(index, docs / "report.pdf") == {"image": [], "text": []}
-    assert _pngs(index) == _other_pngs(index, docs) and len(_pngs(index)) == 1
+    assert _page_images(index) == _other_page_images(index, docs) and len(_page_images(index)) == 1
     assert index.delete(docs / "untitled.pdf") == 2
-    assert _pngs(index) == set()
+    assert _page_images(index) == set()
     assert index.count() == {"image": 1, "text": 1}  # green.png and note.txt stay
 
 
@@ -137,11 +143,11 @@ def test_identical_pages_share_one_stored_image(tmp_path, clip_embedder):
     report_pdf(folder / "b.pdf", ["same page"])
     index = _index(tmp_path, clip_embedder)
     assert index.ingest_folder(folder, show_progress=False).added == 2
-    assert len(_pngs(index)) == 1
+    assert len(_page_images(index)) == 1
     index.delete(folder / "a.pdf")
-    assert len(_pngs(index)) == 1  # b.pdf still names it
+    assert len(_page_images(index)) == 1  # b.pdf still names it
     index.delete(folder / "b.pdf")
-    assert _pngs(index) == set()
+    assert _page_images(index) == set()
 
 
 def test_text_only_pages_need_no_image_folder(tmp_path, docs, clip_embedder):

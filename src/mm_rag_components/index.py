@@ -60,7 +60,7 @@ class MultimodalIndex:
 
     PDFs are ingested page by page (needs the ``[pdf]`` extra): each page's rendering at
     ``page_dpi`` (lowered to stay within ``max_pixels``) in the image collection, stored once as a
-    PNG named by its pixels' sha256 in ``page_dir`` (default: ``<path>-pages/<collection>`` beside
+    JPEG named by its pixels' sha256 in ``page_dir`` (default: ``<path>-pages/<collection>`` beside
     the database; required for a server), and its text layer, chunked, in the text collection —
     every record with the document's ``title``, ``page``, ``page_count`` and one ``page_id``.
     ``page_images=False`` reads PDFs as text only; ``max_pages_per_file`` (10,000) caps the pages

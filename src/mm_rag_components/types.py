@@ -42,7 +42,7 @@ PAGE = "page"
 PAGE_COUNT = "page_count"
 PAGE_ID = "page_id"
 PAGE_KEYS = (TITLE, PAGE, PAGE_COUNT, PAGE_ID)
-#: On a page's image record: the stored page image (a PNG file named by the sha256 of its
+#: On a page's image record: the stored page image (a JPEG file named by the sha256 of its
 #: pixels), which retrieval gives as ``Candidate.image_path`` (``SOURCE`` is the document).
 IMAGE_PATH = "image_path"
 #: Written by retrieval: raw cosine similarity, rank within the modality, score scale.
