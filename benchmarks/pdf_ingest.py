@@ -142,7 +142,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         pages = 60 if args.quick else 200
-        throughput = bench_throughput(tmp, pages, repeats=1 if args.quick else 2)
+        throughput = bench_throughput(tmp, pages, repeats=1 if args.quick else 3)
         print(f"throughput: {pages} pages at {DPI:g} DPI; bare pypdfium2 loop {throughput['bare_pages_per_s']:.1f} pages/s, "
               f"MultimodalIndex {throughput['ours_pages_per_s']:.1f} pages/s -> ratio {throughput['throughput_ratio']:.2f} (target >= 0.9)",
               flush=True)

@@ -17,8 +17,8 @@ from mm_rag_components import MultimodalIndex
 from mm_rag_components.entries import EntryReader
 from mm_rag_components.files import FoundFile
 from mm_rag_components.ingest import Entry, Skipped
-from mm_rag_components.pages import DocumentLedger, PageReader
-from mm_rag_components.types import PAGE, SOURCE, TITLE
+from mm_rag_components.pages import DocumentLedger, PageImages, PageReader
+from mm_rag_components.types import IMAGE_PATH, PAGE, SOURCE, TITLE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bounds import time_limit  # noqa: E402
@@ -127,11 +127,12 @@ def test_control_characters_in_a_text_layer_become_spaces(tmp_path, clip_embedde
 # --- generated corruptions: fast checks on the page reader, then the whole ingest --------------
 
 def _read_all(path: Path) -> list[Entry | Skipped]:
+    """Every entry the page reader makes of ``path``: pages rendered, page images stored, text chunked."""
     from mm_rag_components.chunking import GuardedSplitter, PlainSplitter
 
     splitter = GuardedSplitter(PlainSplitter(64, 8), fallback=PlainSplitter(64, 8), max_chunks=1000)
     reader = EntryReader(200_000, 1 << 20, 1 << 20, lambda: splitter)
-    pages = PageReader(reader, 30.0, 50, None, DocumentLedger())
+    pages = PageReader(reader, 30.0, 50, PageImages(path.parent / "page-images"), DocumentLedger())
     return list(pages.entries(FoundFile(path, "pdf"), str(path), False, {}))
 
 
@@ -142,6 +143,7 @@ def _check(out: list[Entry | Skipped]) -> None:
             assert item.reason and "unexpected error" not in item.reason, item
         else:
             assert all(m[PAGE] >= 1 for m in item.metadatas)
+            assert all(Path(m[IMAGE_PATH]).is_file() for m in item.metadatas if IMAGE_PATH in m)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -63,7 +63,7 @@ def test_each_page_is_an_image_and_its_text_sharing_one_page_id(tmp_path, docs, 
         assert meta[PAGE_ID] == by_page[meta[PAGE]][PAGE_ID]
     assert len({m[PAGE_ID] for m in records["image"]}) == 4
     # the page image: a real JPEG named by the sha256 of the rendered pixels, close to the rendering
-    with PdfFile(docs / "report.pdf", name="report.pdf") as pdf:
+    with PdfFile(docs / "report.pdf") as pdf:
         rendered = {n: pdf.page(n, dpi=40, max_pixels=None).image for n in (1, 2, 3, 4)}
     for meta in records["image"]:
         path, page = Path(meta[IMAGE_PATH]), rendered[meta[PAGE]]

@@ -1,7 +1,8 @@
 """The ingest pipeline behind :class:`~mm_rag_components.index.MultimodalIndex`: what a run
 reports, and how read inputs become stored records, one window at a time.
 
-For each window of ``batch_size`` sources the store is asked once which records exist; only new
+For each window (up to ``batch_size`` sources of each modality, so every embedding batch can be
+full) the store is asked once which records exist; only new
 or changed images are decoded (at most one window of decoded images is alive at a time); records
 are checked before anything is embedded; a window the model or the store refuses is retried
 input by input, so one bad input never costs the others their place.
@@ -151,7 +152,8 @@ class Ingester:
     """Stores :class:`Entry` objects into an image and a text collection, window by window.
 
     ``image_embedder`` embeds the images, ``text_embedder`` the texts (the same object in a
-    shared CLIP space); ``batch_size`` is the window size (sources) and the embedding batch;
+    shared CLIP space); ``batch_size`` is the window size (sources of one modality: a window
+    holds at most that many images and that many texts) and the embedding batch;
     ``max_pixels`` bounds decoded images. ``precompute``: called with ``(sha256, raw bytes)`` of
     every image window (new, changed and unchanged images) before the store is asked; returns a
     problem to note or ``None`` (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`:
@@ -212,7 +214,7 @@ class Ingester:
                 self._process(window, report)  # same source twice: keep order
                 window = []
             window.append(entry)
-            if len(window) >= self.batch_size:
+            if sum(e.modality == entry.modality for e in window) >= self.batch_size:
                 self._process(window, report)
                 window = []
         self._process(window, report)

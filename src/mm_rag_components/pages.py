@@ -182,7 +182,7 @@ class PageReader:
         if found.problem or self.problem:
             yield Skipped(source, found.problem or self.problem or "")
             return
-        opened = guarded(source, lambda: PdfFile(found.path, name=source))
+        opened = guarded(source, lambda: PdfFile(found.path))
         if isinstance(opened, Skipped):
             yield opened
             return

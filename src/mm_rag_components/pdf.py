@@ -64,14 +64,12 @@ class Page:
 
 class PdfFile:
     """An open PDF (a context manager): ``page_count``, ``title`` (its metadata title or ``""``),
-    ``notes`` (forms or JavaScript present, never run) and :meth:`page`.
-
-    ``name`` labels errors; the file is read lazily through one descriptor, never whole.
+    ``notes`` (forms or JavaScript present, never run) and :meth:`page`. The file is read lazily
+    through one descriptor, never whole; errors say why, the caller says which file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, name: str) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         lib = pdfium()
-        self.name = name
         fd = open_regular_file(path)
         stream = os.fdopen(fd, "rb")
         try:
@@ -193,7 +191,8 @@ def _render(page: Any, number: int, dpi: float, max_pixels: int | None, notes: l
                      f"to stay within {limit:,} pixels")
     bitmap = page.render(scale=scale, rev_byteorder=True, may_draw_forms=False, limit_image_cache=True)
     try:
-        return bitmap.to_pil().convert("RGB")
+        image = bitmap.to_pil()
+        return image if image.mode == "RGB" else image.convert("RGB")
     finally:
         bitmap.close()
 

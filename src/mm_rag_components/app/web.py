@@ -264,7 +264,7 @@ def create_app(
             hits = await asyncio.to_thread(pipeline.index.image_store.get, ids=[record])
         except MMRagError as exc:
             return JSONResponse({"error": one_line(exc)}, status_code=404)
-        source = hits[0].metadata.get("source") if hits else None
+        source = (hits[0].metadata.get("image_path") or hits[0].metadata.get("source")) if hits else None  # a page: its image
         if not isinstance(source, str) or not Path(source).is_file():
             return JSONResponse({"error": "no such image"}, status_code=404)
         return FileResponse(source)
