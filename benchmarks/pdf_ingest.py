@@ -5,9 +5,11 @@
   embedded Chroma) vs a bare loop that renders and extracts every page with pypdfium2 at the same
   DPI and feeds the same embedder the same images and texts in the same batches — in the same
   run. Ratio = bare time / our time (target >= 0.9). Model: CLIP ViT-B/32 shapes, random weights.
-* memory: peak RSS (``ru_maxrss``) of a fresh subprocess ingesting a 200-page PDF, then one
-  ingesting a 2,000-page PDF (tiny CLIP: the model's share is the same in both, what grows is
-  the pipeline). Ratio = 2,000 / 200 (target 1.00 +- 0.15: memory does not grow with pages).
+* memory: peak RSS of a fresh subprocess ingesting a 200-page PDF, then one ingesting a
+  2,000-page PDF (tiny CLIP: the model's share is the same in both, what could grow is the
+  pipeline): the process peak (``ru_maxrss``) and the peak during ingest alone (Linux: the peak
+  is reset with ``/proc/self/clear_refs`` just before, read from ``VmHWM`` just after).
+  Ratio = 2,000 / 200 of the ingest peak (target 1.00 +- 0.15: memory does not grow with pages).
 
 Pages show one photo (the COCO sample in ``shared/`` when present, else drawn shapes) and a
 paragraph short enough to be one chunk. Usage:
@@ -105,11 +107,36 @@ def child(pdf: str, db: str) -> None:
 
     embedder = ClipEmbedder(build_tiny_clip(Path(db) / "tiny-clip"), device="cpu", batch_size=BATCH)
     index = MultimodalIndex(Path(db) / "chroma", image_embedder=embedder, batch_size=BATCH, page_dpi=DPI)
+    index.ingest_paths([write_document(Path(db) / "warm.pdf", 2)], show_progress=False)  # load everything once
+    before_mb = _status_mb("VmRSS")
+    reset = _reset_peak()
     start = time.perf_counter()
     report = index.ingest_paths([pdf], show_progress=False)
     seconds = time.perf_counter() - start
+    ingest_peak_mb = _status_mb("VmHWM") if reset else None
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"pages": index.count()["image"], "seconds": seconds, "peak_rss_mb": peak_kb / 1024, "ok": report.ok}))
+    print(json.dumps({"pages": index.count()["image"] - 2, "seconds": seconds, "peak_rss_mb": peak_kb / 1024,
+                      "rss_before_mb": before_mb, "ingest_peak_rss_mb": ingest_peak_mb, "ok": report.ok}))
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak RSS (Linux 4.0+); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_mb(key: str) -> float | None:
+    """A ``/proc/self/status`` memory figure in MiB (``None`` off Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def bench_memory(tmp: Path, sizes: tuple[int, int]) -> dict:
@@ -122,9 +149,13 @@ def bench_memory(tmp: Path, sizes: tuple[int, int]) -> dict:
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         assert figures["pages"] == pages and figures["ok"], figures
         out[pages] = figures
-        print(f"  {pages:>5} pages: peak RSS {figures['peak_rss_mb']:.0f} MiB, {pages / figures['seconds']:.1f} pages/s (tiny CLIP)", flush=True)
-    small, large = sizes
-    return {"runs": {str(k): v for k, v in out.items()}, "rss_ratio": out[large]["peak_rss_mb"] / out[small]["peak_rss_mb"]}
+        ingest = figures["ingest_peak_rss_mb"]
+        print(f"  {pages:>5} pages: peak RSS {figures['peak_rss_mb']:.0f} MiB (process), "
+              f"{'n/a' if ingest is None else f'{ingest:.0f}'} MiB during ingest (from {figures['rss_before_mb']:.0f} MiB), "
+              f"{pages / figures['seconds']:.1f} pages/s (tiny CLIP)", flush=True)
+    small, large = (out[n] for n in sizes)
+    key = "ingest_peak_rss_mb" if small["ingest_peak_rss_mb"] and large["ingest_peak_rss_mb"] else "peak_rss_mb"
+    return {"runs": {str(k): v for k, v in out.items()}, "rss_ratio": large[key] / small[key], "rss_measure": key}
 
 
 def main() -> int:

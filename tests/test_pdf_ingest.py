@@ -254,3 +254,15 @@ def test_a_page_pdf_of_any_size_renders_within_the_limit(tmp_path, clip_embedder
     notes = " | ".join(n.note for n in report.notes)
     assert "over 50:1" in notes and "rendered at" in notes and "nothing stored for them: 4" in notes
     assert {m[MODALITY] for m in images.values()} == {"image"}
+
+
+def test_page_options_are_checked_and_survive_a_saved_config(tmp_path, clip_embedder):
+    from mm_rag_components import config
+    from mm_rag_components.errors import ConfigError
+
+    index = _index(tmp_path, clip_embedder, max_pages_per_file=7, page_images=False)
+    rebuilt = config.from_dict(config.to_dict(index))
+    assert (rebuilt.page_dpi, rebuilt.max_pages_per_file, rebuilt.page_images, rebuilt.page_dir) == (40.0, 7, False, index.page_dir)
+    for bad in ({"page_dpi": 0}, {"page_dpi": "high"}, {"max_pages_per_file": 0}, {"page_images": "yes"}):
+        with pytest.raises(ConfigError):
+            MultimodalIndex(tmp_path / "db2", image_embedder=clip_embedder, **bad)

@@ -42,13 +42,6 @@ _LISTED = 20
 JPEG_QUALITY = 92
 
 
-def pixel_hash(image: Image.Image) -> str:
-    """sha256 of an RGB image's mode, size and pixels (what names its stored file)."""
-    import hashlib
-
-    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
-
-
 @dataclass
 class PageImages:
     """A folder of page images, each a JPEG (quality 92, no chroma subsampling: text stays crisp)
@@ -210,7 +203,7 @@ class PageReader:
     def _page(self, pdf: PdfFile, number: int, source: str, title: str, page_count: int, meta: dict[str, Any], doc: _Document) -> list[Entry]:
         page = pdf.page(number, dpi=self.dpi, max_pixels=self.reader.max_pixels, render=self.images is not None)
         label = f"{source} p. {number}"
-        image_digest = pixel_hash(page.image) if page.image is not None else ""
+        image_digest = page.digest if page.image is not None else ""
         text_digest = content_hash(page.text) if page.text.strip() else ""
         page_id = content_hash(f"{source}\0{number}\0{image_digest}\0{text_digest}")[:32]
         key = f"{page_id}\0{page_count}\0{title}"
@@ -242,4 +235,4 @@ class PageReader:
         return [entry]
 
 
-__all__ = ["DocumentLedger", "PageImages", "PageReader", "image_paths", "pixel_hash"]
+__all__ = ["DocumentLedger", "PageImages", "PageReader", "image_paths"]

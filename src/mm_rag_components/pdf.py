@@ -10,6 +10,7 @@ PDFium is not thread-safe: every call into it holds one process-wide lock.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -53,13 +54,20 @@ def pdfium() -> Any:
 
 @dataclass
 class Page:
-    """One page read: 1-based ``number``, its RGB ``image`` (``None`` when not rendered), its text
+    """One page read: 1-based ``number``, its RGB ``image`` (``None`` when not rendered) and the
+    sha256 of its mode, size and pixels (``digest``, as :func:`pixel_hash` computes it), its text
     layer (``""`` when it has none) and notes (rendered at a lower DPI, text repaired …)."""
 
     number: int
     image: Image.Image | None
+    digest: str
     text: str
     notes: list[str] = field(default_factory=list)
+
+
+def pixel_hash(image: Image.Image) -> str:
+    """sha256 of an image's mode, size and pixels: what names a stored page image."""
+    return hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 class PdfFile:
@@ -115,13 +123,13 @@ class PdfFile:
             except lib.PdfiumError as exc:
                 raise MediaError(f"page {number}: cannot be loaded ({exc})") from exc
             try:
-                image = _render(handle, number, dpi, max_pixels, notes) if render else None
+                image, digest = _render(handle, number, dpi, max_pixels, notes) if render else (None, "")
                 text = _text(handle, number, notes)
             except lib.PdfiumError as exc:
                 raise MediaError(f"page {number}: cannot be read ({exc})") from exc
             finally:
                 handle.close()
-        return Page(number, image, text, notes)
+        return Page(number, image, digest, text, notes)
 
 
 def _why(path: str | os.PathLike[str], head: bytes) -> str:
@@ -172,13 +180,13 @@ def _active_content(doc: Any) -> list[str]:
     return notes
 
 
-def _render(page: Any, number: int, dpi: float, max_pixels: int | None, notes: list[str]) -> Image.Image | None:
+def _render(page: Any, number: int, dpi: float, max_pixels: int | None, notes: list[str]) -> tuple[Image.Image | None, str]:
     width, height = page.get_size()
     if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
         raise MediaError(f"page {number} has no usable size ({width:g} x {height:g} points)")
     if max(width, height) / min(width, height) > MAX_PAGE_ASPECT:
         notes.append(f"page {number} is {width:g} x {height:g} points (over {MAX_PAGE_ASPECT}:1): its image is not rendered")
-        return None
+        return None, ""
     limit = max_pixels or FALLBACK_MAX_PAGE_PIXELS
     scale = dpi / 72
     if math.ceil(width * scale) * math.ceil(height * scale) > limit:
@@ -192,7 +200,11 @@ def _render(page: Any, number: int, dpi: float, max_pixels: int | None, notes: l
     bitmap = page.render(scale=scale, rev_byteorder=True, may_draw_forms=False, limit_image_cache=True)
     try:
         image = bitmap.to_pil()
-        return image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode != "RGB" or bitmap.stride != bitmap.width * 3:
+            image = image.convert("RGB")
+            return image, pixel_hash(image)
+        # the bitmap's buffer holds exactly the image's bytes: hash it without a copy
+        return image, hashlib.sha256(f"RGB{image.size}".encode() + memoryview(bitmap.buffer)).hexdigest()
     finally:
         bitmap.close()
 
@@ -214,4 +226,6 @@ def _clean(text: str) -> str:
     return clean_text(text)[0].translate(_CONTROL)
 
 
-__all__ = ["DEFAULT_MAX_PAGES_PER_FILE", "DEFAULT_PAGE_DPI", "MAX_PAGE_ASPECT", "PDF_EXTRA", "Page", "PdfFile", "pdfium"]
+__all__ = [
+    "DEFAULT_MAX_PAGES_PER_FILE", "DEFAULT_PAGE_DPI", "MAX_PAGE_ASPECT", "PDF_EXTRA", "Page", "PdfFile", "pdfium", "pixel_hash",
+]
