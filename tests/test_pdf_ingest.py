@@ -266,3 +266,12 @@ def test_page_options_are_checked_and_survive_a_saved_config(tmp_path, clip_embe
     for bad in ({"page_dpi": 0}, {"page_dpi": "high"}, {"max_pages_per_file": 0}, {"page_images": "yes"}):
         with pytest.raises(ConfigError):
             MultimodalIndex(tmp_path / "db2", image_embedder=clip_embedder, **bad)
+
+
+def test_a_page_text_over_the_byte_limit_keeps_its_image(tmp_path, clip_embedder):
+    folder = tmp_path / "docs"
+    report_pdf(folder / "wordy.pdf", ["short", "word " * 400])
+    index = _index(tmp_path, clip_embedder, max_text_bytes=1000)
+    report = index.ingest_folder(folder, show_progress=False)
+    assert report.ok and index.count() == {"image": 2, "text": 1}, report.summary()
+    assert any("page 2: text layer not stored" in n.note and "max_text_bytes" in n.note for n in report.notes), report.notes

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .entries import EntryReader
+from .errors import MediaError
 from .files import FoundFile
 from .ingest import Entry, IngestReport, Note, Skipped, guarded, record_id, short
 from .media import content_hash
@@ -217,7 +218,10 @@ class PageReader:
             ids = [record_id("image", key, image_digest)]
             entries.append(Entry(label, None, "image", ids, [record], [None], [page.image], list(page.notes), document=source))
         if text_digest:
-            entries += self._text(page, label, key, base, notes=[] if entries else list(page.notes))
+            try:
+                entries += self._text(page, label, key, base, notes=[] if entries else list(page.notes))
+            except MediaError as exc:  # e.g. over max_text_bytes: the page image is kept
+                doc.notes.append(f"page {number}: text layer not stored: {exc}")
         if not text_digest and entries:
             doc.textless.append(number)
         if not entries:
