@@ -12,6 +12,7 @@ from mm_rag_components.datasets import load_dataset, pages_task
 from mm_rag_components.datasets.candidates import ingest_task, open_index, retrieve_candidates
 from mm_rag_components.errors import ConfigError, MediaError
 from mm_rag_components.testing import write_page_collection
+from mm_rag_components.testing.pdfs import sample_photos
 
 pytest.importorskip("pypdfium2")
 pytest.importorskip("fpdf")
@@ -19,7 +20,8 @@ pytest.importorskip("fpdf")
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> Path:
-    return write_page_collection(tmp_path_factory.mktemp("pages") / "shapes", documents=3, distractors=3)
+    folder = tmp_path_factory.mktemp("pages") / "shapes"
+    return write_page_collection(folder, sample_photos(coco=False), documents=3, distractors=3)  # never ../shared
 
 
 def test_the_collection_holds_one_photo_and_a_paragraph_per_page(collection):

@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "write_captioned_folder": "captions",
     "write_pdf": "pdfs",
     "write_page_collection": "pdfs",
+    "sample_photos": "pdfs",
     "seed_hub_cache": "hub_cache",
     "seed_tiny_hub_cache": "hub_cache",
     "use_hub_cache": "hub_cache",

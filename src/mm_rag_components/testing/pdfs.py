@@ -2,8 +2,8 @@
 in the ``dev`` extra).
 
 :func:`write_pdf` writes pages of a photo and a paragraph; :func:`write_page_collection` writes a
-few such PDFs from captioned photos (the COCO sample in ``shared/`` when present, else drawn
-shapes) and ``pages.jsonl``, the layout :func:`~mm_rag_components.datasets.pages.pages_task`
+few such PDFs from captioned photos (:func:`sample_photos`: the COCO sample in ``shared/`` when
+present, else drawn shapes) and ``pages.jsonl``, the layout :func:`~mm_rag_components.datasets.pages.pages_task`
 loads: each page holds one photo and a paragraph (one caption among distractor sentences), and
 the photo's other captions are the queries whose relevant item is that page.
 """
@@ -83,7 +83,7 @@ def write_page_collection(
     Returns ``folder``.
     """
     if photos is None:
-        photos = _default_photos()
+        photos = sample_photos()
     if not photos or documents < 1 or distractors < 0:
         raise ConfigError("write_page_collection needs photos, documents >= 1 and distractors >= 0")
     rng = random.Random(seed)
@@ -108,17 +108,19 @@ def write_page_collection(
     return folder
 
 
-def _default_photos() -> list[tuple[Any, Sequence[str]]]:
+def sample_photos(*, coco: bool = True) -> list[tuple[Any, Sequence[str]]]:
+    """``(image, captions)`` pairs: the COCO sample when ``coco`` and ``shared/`` is present, else
+    the 12 drawn shapes (colour × shape) with five captions each."""
     from .captions import CAPTION_PATTERNS
     from .data import COLOURS, SHAPES, coco_sample, draw_shape
 
-    coco = coco_sample()
-    if coco:
-        return [(str(c.path), c.captions) for c in coco]
+    sample = coco_sample() if coco else None
+    if sample:
+        return [(str(c.path), c.captions) for c in sample]
     return [
         (draw_shape(colour, shape, 96), [p.format(c=colour, s=shape) for p in CAPTION_PATTERNS])
         for colour in COLOURS for shape in SHAPES
     ]
 
 
-__all__ = ["DISTRACTORS", "write_page_collection", "write_pdf"]
+__all__ = ["DISTRACTORS", "sample_photos", "write_page_collection", "write_pdf"]
