@@ -136,7 +136,8 @@ def test_an_input_the_model_rejects_does_not_drop_its_batch(tmp_path, sample_fol
     report = index.ingest_folder(sample_folder)
     assert [(s.rsplit("/", 1)[-1], "embedding failed" in r) for s, r in report.skipped] == [("blue_odd.png", True)]
     assert index.count() == {"image": 12, "text": 3} and report.added == 15
-    assert ("image", 4) in fake.calls and fake.calls.count(("image", 1)) == 4  # the failing batch, retried singly
+    retried = [("image", 4)] + [("image", 1)] * 4  # the failing batch, retried singly
+    assert any(fake.calls[i : i + 5] == retried for i in range(len(fake.calls))), fake.calls
 
 
 def test_a_broken_model_aborts_instead_of_skipping_everything(tmp_path, sample_folder):

@@ -19,6 +19,8 @@ from .unicode import clean_path
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".txt", ".md"})
+#: Documents read page by page (:mod:`~mm_rag_components.pages`).
+PDF_SUFFIXES = frozenset({".pdf"})
 
 
 def file_kind(mode: int) -> str:
@@ -30,13 +32,12 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int | None, limit_name: str = "max_bytes") -> bytes:
-    """The bytes of a regular file of at most ``max_bytes`` bytes (``None``: no limit).
+def open_regular_file(path: str | os.PathLike[str]) -> int:
+    """A read-only descriptor of the regular file ``path`` (the caller closes it).
 
     The file is opened without blocking and checked on the open descriptor, so a FIFO or device
-    (directly or through a symlink) is refused instead of hanging or filling memory, and a file
-    that grows while it is read is still cut at the limit. Failures are :class:`MediaError`
-    naming the file and, for the size, ``limit_name``.
+    (directly or through a symlink) is refused instead of hanging. Failures are :class:`MediaError`
+    naming the file.
     """
     name = clean_path(path)[0]
     try:
@@ -46,9 +47,27 @@ def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int | None, li
     except (OSError, ValueError) as exc:
         raise MediaError(f"{name}: cannot open: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        os.close(fd)
+        raise MediaError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise MediaError(f"{name}: not a regular file ({file_kind(mode)}); only regular files are read")
+    return fd
+
+
+def read_regular_file(path: str | os.PathLike[str], *, max_bytes: int | None, limit_name: str = "max_bytes") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` bytes (``None``: no limit).
+
+    Opened as :func:`open_regular_file` opens it (a FIFO or device is refused instead of hanging
+    or filling memory); a file that grows while it is read is still cut at the limit. Failures
+    are :class:`MediaError` naming the file and, for the size, ``limit_name``.
+    """
+    name = clean_path(path)[0]
+    fd = open_regular_file(path)
+    try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise MediaError(f"{name}: not a regular file ({file_kind(info.st_mode)}); only regular files are read")
         if max_bytes is not None and info.st_size > max_bytes:
             raise MediaError(f"{name}: {info.st_size:,} bytes is over {limit_name}={max_bytes:,}")
         data = _read_at_most(fd, max_bytes)
@@ -76,8 +95,8 @@ def _read_at_most(fd: int, max_bytes: int | None) -> bytes:
 
 @dataclass(frozen=True)
 class FoundFile:
-    """A file met by :func:`walk_media`: ``kind`` is ``"image"``, ``"text"`` or ``"other"``
-    (by suffix); ``problem`` says why it must not be read (a symlink leaving the folder)."""
+    """A file met by :func:`walk_media`: ``kind`` is ``"image"``, ``"text"``, ``"pdf"`` or
+    ``"other"`` (by suffix); ``problem`` says why it must not be read (a symlink leaving the folder)."""
 
     path: Path
     kind: str
@@ -85,9 +104,12 @@ class FoundFile:
 
 
 def media_kind(path: Path) -> str:
-    """``"image"``, ``"text"`` or ``"other"``: what ingest makes of a file, by its suffix."""
+    """``"image"``, ``"text"``, ``"pdf"`` or ``"other"``: what ingest makes of a file, by its suffix."""
     suffix = path.suffix.lower()
-    return "image" if suffix in IMAGE_SUFFIXES else "text" if suffix in TEXT_SUFFIXES else "other"
+    for kind, suffixes in (("image", IMAGE_SUFFIXES), ("text", TEXT_SUFFIXES), ("pdf", PDF_SUFFIXES)):
+        if suffix in suffixes:
+            return kind
+    return "other"
 
 
 def walk_media(
@@ -99,8 +121,8 @@ def walk_media(
 ) -> Iterator[FoundFile]:
     """Every non-hidden file under the resolved folder ``root``, sorted, lazily.
 
-    Hidden files and folders are left out and symlinked folders are never descended. An image
-    or text reached through a symlink whose target lies outside ``root`` comes with a
+    Hidden files and folders are left out and symlinked folders are never descended. An image,
+    text or PDF reached through a symlink whose target lies outside ``root`` comes with a
     ``problem`` unless ``follow_external_symlinks``. Nothing is opened here.
     """
     for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
@@ -130,4 +152,7 @@ def _external_link(path: Path, root: Path) -> str | None:
     )
 
 
-__all__ = ["FoundFile", "IMAGE_SUFFIXES", "TEXT_SUFFIXES", "file_kind", "media_kind", "read_regular_file", "walk_media"]
+__all__ = [
+    "FoundFile", "IMAGE_SUFFIXES", "PDF_SUFFIXES", "TEXT_SUFFIXES", "file_kind", "media_kind", "open_regular_file",
+    "read_regular_file", "walk_media",
+]

@@ -1,4 +1,5 @@
 """Ingest folders or items into Chroma: walk, chunk, embed in batches, upsert idempotently.
+PDFs become pages (:mod:`~mm_rag_components.pages`).
 
 Record ids derive from the source and the sha256 of the content, so re-ingesting an unchanged
 file embeds nothing, a changed file replaces its old records, and files that vanished can be
@@ -24,13 +25,15 @@ from .entries import EntryReader, item_label
 from .hnsw import check_hnsw
 from .ingest import Entry, Ingester, IngestReport, Note, Skipped, guarded, skip
 from .files import TEXT_SUFFIXES, FoundFile, media_kind, walk_media
+from .pages import DocumentLedger, PageImages, PageReader, image_paths
+from .pdf import DEFAULT_MAX_PAGES_PER_FILE, DEFAULT_PAGE_DPI
 from .media import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_BYTES, is_url
 from .metadata import clean_metadata, flatten_metadata
 from .chroma_client import make_client, writer_lock
 from .store import ChromaStore
-from .types import SOURCE, Item
+from .types import IMAGE_PATH, SOURCE, Item
 from .unicode import clean_path, clean_text
-from .validate import boolean, integer, positive_int
+from .validate import boolean, integer, number, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     from .embedders import Embedder
@@ -54,6 +57,14 @@ class MultimodalIndex:
     ``follow_external_symlinks`` (False: a symlink leaving the ingested folder is skipped);
     ``hnsw`` (Chroma HNSW settings for both collections, e.g. ``{"ef_search": 200}``; see
     :class:`~mm_rag_components.store.ChromaStore`).
+
+    PDFs are ingested page by page (needs the ``[pdf]`` extra): each page's rendering at
+    ``page_dpi`` (lowered to stay within ``max_pixels``) in the image collection, stored once as a
+    JPEG named by its pixels' sha256 in ``page_dir`` (default: ``<path>-pages/<collection>`` beside
+    the database; required for a server), and its text layer, chunked, in the text collection —
+    every record with the document's ``title``, ``page``, ``page_count`` and one ``page_id``.
+    ``page_images=False`` reads PDFs as text only; ``max_pages_per_file`` (10,000) caps the pages
+    read from one PDF (noted).
 
     Images live in ``<collection>``, texts in ``<collection>-text``. Ingest creates both; reading
     never does: a query on a missing collection raises ``StoreError`` ("ingest first"), on an
@@ -87,6 +98,10 @@ class MultimodalIndex:
         follow_external_symlinks: bool = False,
         telemetry: bool = False,
         hnsw: Mapping[str, Any] | None = None,
+        page_dpi: float = DEFAULT_PAGE_DPI,
+        max_pages_per_file: int = DEFAULT_MAX_PAGES_PER_FILE,
+        page_images: bool = True,
+        page_dir: str | Path | None = None,
     ) -> None:
         if "image" not in image_embedder.modalities:
             raise ConfigError(f"image_embedder {image_embedder.name!r} cannot embed images")
@@ -106,6 +121,12 @@ class MultimodalIndex:
         self.max_chunks_per_file = positive_int("max_chunks_per_file", max_chunks_per_file)
         self.follow_external_symlinks = boolean("follow_external_symlinks", follow_external_symlinks)
         self.hnsw = check_hnsw(hnsw) or None
+        self.page_dpi = number("page_dpi", page_dpi, minimum=1.0, maximum=1200.0)
+        self.max_pages_per_file = positive_int("max_pages_per_file", max_pages_per_file)
+        self.page_images = boolean("page_images", page_images)
+        if page_dir is None and path is not None and host is None and client is None:
+            page_dir = Path(f"{Path(path).expanduser().resolve()}-pages") / collection
+        self.page_dir = None if page_dir is None else str(Path(page_dir).expanduser().resolve())
         self._primary_splitter = splitter
         self._guard: GuardedSplitter | None = None
         self.path = None if path is None else str(path)
@@ -133,7 +154,8 @@ class MultimodalIndex:
             "batch_size": self.batch_size, "max_pixels": self.max_pixels, "max_text_bytes": self.max_text_bytes,
             "max_image_bytes": self.max_image_bytes, "max_chunks_per_file": self.max_chunks_per_file,
             "follow_external_symlinks": self.follow_external_symlinks, "telemetry": self.telemetry,
-            "hnsw": None if self.hnsw is None else dict(self.hnsw),
+            "hnsw": None if self.hnsw is None else dict(self.hnsw), "page_dpi": self.page_dpi,
+            "max_pages_per_file": self.max_pages_per_file, "page_images": self.page_images, "page_dir": self.page_dir,
         }
 
     # stores --------------------------------------------------------------------------------
@@ -195,7 +217,7 @@ class MultimodalIndex:
         show_progress: bool | None = None,
         precompute: Any = None,
     ) -> IngestReport:
-        """Ingest images (jpg/jpeg/png/webp/gif/bmp/tif/tiff) and texts (txt/md) under ``folder``.
+        """Ingest images (jpg/jpeg/png/webp/gif/bmp/tif/tiff), texts (txt/md) and PDFs (pages) under ``folder``.
 
         Hidden files and folders are left out, symlinked folders are not descended, other types
         are counted as ``ignored``. Only regular files are read (a FIFO or device is skipped),
@@ -225,17 +247,17 @@ class MultimodalIndex:
             follow = follow or self.follow_external_symlinks
             return walk_media(root, recursive=recursive, follow_external_symlinks=follow, on_error=on_error)
 
-        def entries() -> Iterator[Entry | Skipped]:
+        def entries(pages: PageReader) -> Iterator[Entry | Skipped]:
             for found in walk(walk_error):
                 if found.kind == "other":
                     report.ignored += 1
                     continue
                 source, renamed = clean_path(found.path)
                 seen.add(source)
-                yield guarded(source, lambda: self._reader.file_entry(found, source, renamed, user_meta))
+                yield from self._file_entries(found, source, renamed, user_meta, pages)
 
         with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
-            self._ingester(hook).run(entries(), report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
+            self._run(hook, entries, report, show_progress, lambda: sum(f.kind != "other" for f in walk(follow=True)))
             if delete_missing:
                 report.deleted += self._delete_missing(root, seen, recursive)
         logger.info("ingest %s: %s", root, report.summary())
@@ -307,15 +329,35 @@ class MultimodalIndex:
         if repaired:
             report.notes.append(Note(str(files[0]), f"invalid Unicode replaced with U+FFFD in metadata {repaired}"))
 
-        def entries() -> Iterator[Entry | Skipped]:
+        def entries(pages: PageReader) -> Iterator[Entry | Skipped]:
             for path in files:
                 source, renamed = clean_path(path)
-                found = FoundFile(path, media_kind(path))
-                yield guarded(source, lambda: self._reader.file_entry(found, source, renamed, user_meta))
+                yield from self._file_entries(FoundFile(path, media_kind(path)), source, renamed, user_meta, pages)
 
         with _precompute(precompute, show_progress) as hook, writer_lock(self._client):
-            self._ingester(hook).run(entries(), report, show_progress, lambda: len(files))
+            self._run(hook, entries, report, show_progress, lambda: len(files))
         return report
+
+    def _file_entries(
+        self, found: FoundFile, source: str, renamed: bool, meta: dict[str, Any], pages: PageReader,
+    ) -> Iterator[Entry | Skipped]:
+        if found.kind == "pdf":
+            yield from pages.entries(found, source, renamed, meta)
+        else:
+            yield guarded(source, lambda: self._reader.file_entry(found, source, renamed, meta))
+
+    def _run(
+        self, hook: Any, entries: Callable[[PageReader], Iterator[Entry | Skipped]], report: IngestReport,
+        show_progress: bool | None, total: Callable[[], int | None],
+    ) -> None:
+        """One ingest run over ``entries(page_reader)``, then its documents settled (see :mod:`.pages`)."""
+        ledger = DocumentLedger()
+        images = PageImages(Path(self.page_dir)) if self.page_images and self.page_dir else None
+        problem = None if images or not self.page_images else (
+            "PDF page images need a folder: pass page_dir=... (this index has no local path), or page_images=False")
+        pages = PageReader(self._reader, self.page_dpi, self.max_pages_per_file, images, ledger, problem)
+        self._ingester(hook, ledger).run(entries(pages), report, show_progress, total)
+        ledger.finish(self.image_store, self.text_store, images, report)
 
     def warm_up(self) -> None:
         """Load the embedders now (they otherwise load on first use)."""
@@ -324,11 +366,11 @@ class MultimodalIndex:
             if callable(warm):
                 warm()
 
-    def _ingester(self, precompute: Any) -> Ingester:
+    def _ingester(self, precompute: Any, documents: DocumentLedger | None = None) -> Ingester:
         return Ingester(
             image_store=self.image_store, text_store=self.text_store, image_embedder=self.image_embedder,
             text_embedder=self.text_space_embedder, batch_size=self.batch_size, max_pixels=self.max_pixels,
-            precompute=precompute,
+            precompute=precompute, documents=documents,
         )
 
     @property
@@ -351,17 +393,25 @@ class MultimodalIndex:
                     pass
             names = list(dict.fromkeys(names))
         removed = 0
+        where = None if not names else {SOURCE: names[0]} if len(names) == 1 else {SOURCE: {"$in": names}}
         with writer_lock(self._client):
+            pages = image_paths(self.image_store, ids=id_list) if id_list else set()
+            pages |= image_paths(self.image_store, where=where) if where else set()
             for store in self.stores():
                 if id_list is not None:
                     removed += store.delete(ids=id_list)
-                if names:
-                    where = {SOURCE: names[0]} if len(names) == 1 else {SOURCE: {"$in": names}}
+                if where:
                     removed += store.delete(where=where)
+            self._release(pages)
         return removed
 
+    def _release(self, paths: set[str]) -> None:
+        """Delete the page images among ``paths`` that no record names any more."""
+        if paths and self.page_dir:
+            PageImages(Path(self.page_dir)).release(paths, self.image_store)
+
     def _delete_missing(self, root: Path, seen: set[str], recursive: bool) -> int:
-        removed = 0
+        removed, pages = 0, set()
         for store in self.stores():
             gone = []
             for id_, meta in store.iter_metadata():
@@ -372,7 +422,9 @@ class MultimodalIndex:
                 inside = path.parent == root if not recursive else root in path.parents
                 if inside and not path.exists():
                     gone.append(id_)
+                    pages.add(str(meta[IMAGE_PATH])) if meta.get(IMAGE_PATH) else None
             removed += store.delete(ids=gone) if gone else 0
+        self._release(pages)
         return removed
 
 

@@ -1,7 +1,8 @@
 """The ingest pipeline behind :class:`~mm_rag_components.index.MultimodalIndex`: what a run
 reports, and how read inputs become stored records, one window at a time.
 
-For each window of ``batch_size`` sources the store is asked once which records exist; only new
+For each window (up to ``batch_size`` sources of each modality, so every embedding batch can be
+full) the store is asked once which records exist; only new
 or changed images are decoded (at most one window of decoded images is alive at a time); records
 are checked before anything is embedded; a window the model or the store refuses is retried
 input by input, so one bad input never costs the others their place.
@@ -90,7 +91,14 @@ class IngestReport:
 
 @dataclass
 class Entry:
-    """One source read and hashed, waiting for the existence check and (maybe) embedding."""
+    """One source read and hashed, waiting for the existence check and (maybe) embedding.
+
+    A page of a document (a PDF) is an entry with ``document`` set and no ``source``: it is
+    checked by its record ids (the document's other pages are not its stale records), and its
+    outcome goes to the Ingester's ``documents`` ledger, which counts the document once (see
+    :class:`~mm_rag_components.pages.DocumentLedger`). ``progress``: how far it moves the
+    progress bar (files; a document's first entry moves it by one, its others by zero).
+    """
 
     label: str
     source: str | None
@@ -104,6 +112,8 @@ class Entry:
     duplicates: int = 0
     stale: set[str] = field(default_factory=set)
     updated: bool = False
+    document: str | None = None
+    progress: int = 1
 
     def keep(self, rows: list[int]) -> None:
         for name in ("ids", "metadatas", "documents", "payloads"):
@@ -146,11 +156,13 @@ class Ingester:
     """Stores :class:`Entry` objects into an image and a text collection, window by window.
 
     ``image_embedder`` embeds the images, ``text_embedder`` the texts (the same object in a
-    shared CLIP space); ``batch_size`` is the window size (sources) and the embedding batch;
+    shared CLIP space); ``batch_size`` is the window size (sources of one modality: a window
+    holds at most that many images and that many texts) and the embedding batch;
     ``max_pixels`` bounds decoded images. ``precompute``: called with ``(sha256, raw bytes)`` of
     every image window (new, changed and unchanged images) before the store is asked; returns a
     problem to note or ``None`` (:class:`~mm_rag_components.scoring.precompute.IngestPrecompute`:
-    reranker image features).
+    reranker image features). ``documents``: told the outcome of every document page entry
+    (``outcome(entry, "added" | "updated" | "unchanged")``) instead of the report's counts.
     """
 
     def __init__(
@@ -163,12 +175,14 @@ class Ingester:
         batch_size: int,
         max_pixels: int | None,
         precompute: Callable[[list[tuple[str, Any]]], str | None] | None = None,
+        documents: Any = None,
     ) -> None:
         self.stores = {"image": image_store, "text": text_store}
         self.embedders = {"image": image_embedder, "text": text_embedder}
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.precompute = precompute
+        self.documents = documents
 
     def run(
         self, entries: Iterable[Entry | Skipped], report: IngestReport, show_progress: bool | None,
@@ -194,7 +208,7 @@ class Ingester:
         window: list[Entry] = []
         seen: set[str] = set()  # record ids taken in this run
         for entry in entries:
-            progress.update(1)
+            progress.update(getattr(entry, "progress", 1))
             if isinstance(entry, Skipped):
                 skip(report, entry)
                 continue
@@ -208,7 +222,7 @@ class Ingester:
                 self._process(window, report)  # same source twice: keep order
                 window = []
             window.append(entry)
-            if len(window) >= self.batch_size:
+            if sum(e.modality == entry.modality for e in window) >= self.batch_size:
                 self._process(window, report)
                 window = []
         self._process(window, report)
@@ -252,7 +266,7 @@ class Ingester:
         for entry in entries:
             stored = by_source[entry.source] if entry.source is not None else present & set(entry.ids)
             if stored == set(entry.ids):
-                report.unchanged += 1
+                self._count(report, entry, "unchanged")
                 continue
             entry.stale = stored - set(entry.ids)
             entry.updated = bool(entry.stale)
@@ -295,8 +309,14 @@ class Ingester:
             store.delete(ids=stale)
         for entry in done:
             report.records += len(entry.ids)
-            report.updated += entry.updated
-            report.added += not entry.updated
+            self._count(report, entry, "updated" if entry.updated else "added")
+
+    def _count(self, report: IngestReport, entry: Entry, outcome: str) -> None:
+        """Count ``entry`` as ``outcome`` in the report, or tell the documents ledger (a page)."""
+        if entry.document is not None and self.documents is not None:
+            self.documents.outcome(entry, outcome)
+        else:
+            setattr(report, outcome, getattr(report, outcome) + 1)
 
     def _storable(self, entry: Entry, report: IngestReport) -> bool:
         try:

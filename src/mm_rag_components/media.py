@@ -198,6 +198,8 @@ def decode_image(data: bytes, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, or
         try:
             img = Image.open(io.BytesIO(data))
         except UnidentifiedImageError as exc:
+            if b"%PDF-" in data[:1024]:
+                raise MediaError(f"{where}: a PDF, not an image (name it .pdf to ingest its pages)") from exc
             raise MediaError(f"{where}: not a recognised image format") from exc
         except (OSError, ValueError, SyntaxError) as exc:
             raise MediaError(f"{where}: cannot open image: {exc}") from exc

@@ -38,7 +38,7 @@ from .errors import ConfigError
 from .validate import no_unknown
 from .media import load_image
 from .store import Hit
-from .types import MODALITIES, Candidate, Query
+from .types import IMAGE_PATH, MODALITIES, SOURCE, Candidate, Query
 
 if TYPE_CHECKING:  # pragma: no cover
     from .index import MultimodalIndex
@@ -150,7 +150,7 @@ def _candidate(hit: Hit, modality: str, rank: int, score: float, scale: str) -> 
         id=hit.id,
         modality=modality,  # type: ignore[arg-type]
         text=hit.document,
-        image_path=hit.metadata.get("source") if modality == "image" else None,
+        image_path=(hit.metadata.get(IMAGE_PATH) or hit.metadata.get(SOURCE)) if modality == "image" else None,
         score=score,
         metadata=meta,
     )

@@ -42,6 +42,9 @@ PAGE = "page"
 PAGE_COUNT = "page_count"
 PAGE_ID = "page_id"
 PAGE_KEYS = (TITLE, PAGE, PAGE_COUNT, PAGE_ID)
+#: On a page's image record: the stored page image (a JPEG file named by the sha256 of its
+#: pixels), which retrieval gives as ``Candidate.image_path`` (``SOURCE`` is the document).
+IMAGE_PATH = "image_path"
 #: Written by retrieval: raw cosine similarity, rank within the modality, score scale.
 COSINE = "cosine"
 RANK = "rank"
@@ -68,7 +71,7 @@ IMAGE_NOT_SHOWN = "image_not_shown"
 FILTER_REASON = "filter_reason"
 
 #: Keys written by ingest and retrieval (user metadata may not use them).
-RECORD_KEYS = (MODALITY, SOURCE, FILE_NAME, SHA256, CHUNK, COSINE, RANK, SCORE_SCALE)
+RECORD_KEYS = (MODALITY, SOURCE, FILE_NAME, SHA256, CHUNK, IMAGE_PATH, COSINE, RANK, SCORE_SCALE)
 POINTWISE_KEYS = (RETRIEVAL_SCORE, RERANK_SCORE, RERANK_LOGODDS, CALIBRATED_SCORE, RERANK_FLAG)
 LISTWISE_KEYS = (RETRIEVAL_SCORE, LISTWISE_RANK, LISTWISE_SCORE, LISTWISE_PARSE_STATUS, LISTWISE_RATIONALE, LISTWISE_FLAG)
 #: Every provenance key a reranker or filter may write.
@@ -164,6 +167,7 @@ __all__ = [
     "FILE_NAME",
     "FILTER_REASON",
     "IMAGE_NOT_SHOWN",
+    "IMAGE_PATH",
     "ImageSource",
     "Item",
     "LISTWISE_FLAG",

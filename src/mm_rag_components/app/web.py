@@ -52,7 +52,7 @@ from typing import Any
 from ..answer import Exchange, threaded
 from ..errors import BackendError, ConfigError, MediaError, MMRagError, ModelError, StoreError, one_line
 from ..media import DEFAULT_MAX_PIXELS, load_image
-from ..types import MODALITY, SHA256, Query
+from ..types import IMAGE_PATH, MODALITY, SHA256, Query
 from ..validate import integer, positive_int
 from .admission import Admission, Busy, Ticket
 from .guards import MEDIA_CSP, TooLarge, WebGuard, check_allowed_hosts, page_csp, parse_json_object, verified_image
@@ -337,7 +337,7 @@ def create_app(
         if shown is None:  # not a token: the id of an image record of the index
             hits = pipeline.index.image_store.get(ids=[key])
             meta = hits[0].metadata if hits and hits[0].metadata.get(MODALITY, "image") == "image" else {}
-            shown = (meta.get("source"), meta.get(SHA256))
+            shown = (meta.get(IMAGE_PATH) or meta.get("source"), meta.get(SHA256))  # a document page: its image file
         return verified_image(*shown)
 
     async def media(request: Request) -> Response:

@@ -60,7 +60,7 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("ingest", "ingest a folder of images and texts", ".cli.index_commands", "add_ingest_arguments", "cmd_ingest", True),
+    Command("ingest", "ingest a folder of images, texts and PDFs", ".cli.index_commands", "add_ingest_arguments", "cmd_ingest", True),
     Command("query", "query the index with text and/or an image; optionally rerank, filter, print JSON",
             ".cli.index_commands", "add_query_arguments", "cmd_query", True),
     Command("demo", "ingest a sample folder and run example queries", ".cli.index_commands", "add_demo_arguments", "cmd_demo", True),

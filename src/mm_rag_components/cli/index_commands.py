@@ -101,7 +101,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("folder", help="folder to ingest (images and .txt/.md files, recursively)")
+    p.add_argument("folder", help="folder to ingest (images, .txt/.md files and PDFs, recursively)")
+    p.add_argument("--page-dpi", type=float, default=None, metavar="DPI",
+                   help="resolution of PDF page images (default 100; lowered to stay within the pixel limit)")
+    p.add_argument("--max-pages-per-file", type=bounded_int(1, 10_000_000), default=None, metavar="N",
+                   help="read at most N pages of one PDF (default 10,000; noted when cut)")
     p.add_argument("--delete-missing", action="store_true", help="remove records whose files are gone")
     p.add_argument("--precompute-reranker", metavar="MODEL", type=non_empty,
                    help="also compute this pointwise reranker's image features (a VLM name or directory), so its "

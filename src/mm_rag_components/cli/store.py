@@ -98,6 +98,7 @@ def index(args: argparse.Namespace, model: str, chroma: Any = None) -> Any:
         image_embedder=ClipEmbedder(model, batch_size=args.batch_size),
         collection=args.collection,
         batch_size=args.batch_size,
+        **{key: value for key in ("page_dpi", "max_pages_per_file") if (value := getattr(args, key, None)) is not None},
     )
 
 

@@ -10,6 +10,8 @@ _LAZY: dict[str, str] = {
     "CAPTION_TASKS": "task",
     "TASKS": "task",
     "QRELS_TASK": "task",
+    "PAGES_TASK": "task",
+    "pages_task": "pages",
     "EvalDoc": "task",
     "EvalQuery": "task",
     "EvalTask": "task",

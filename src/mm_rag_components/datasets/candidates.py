@@ -2,7 +2,8 @@
 
 Every system of a run reranks or filters these same candidates. Records carry their corpus id in
 ``metadata["eval_doc_id"]``; candidates come back with ``id`` set to that corpus id. An index
-built elsewhere works too: image records are matched by file path, text records by exact text.
+built elsewhere works too: image records are matched by file path, text records by exact text,
+records of PDF pages by their document and page number (a page counts once, at its best rank).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..types import SOURCE, Candidate, Item
+from ..types import PAGE, SOURCE, Candidate, Item
 from .task import EvalQuery, EvalTask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,14 +46,15 @@ class _NoImageEmbedder:
 
 def open_index(
     task: EvalTask, embedder: Any, path: str | Path | None = None, *, client: Any = None,
-    text_embedder: Any = None, batch_size: int = 32,
+    text_embedder: Any = None, batch_size: int = 32, page_dir: str | Path | None = None,
 ) -> MultimodalIndex:
     """A :class:`MultimodalIndex` for ``task`` in the Chroma directory ``path`` or on a chromadb
     ``client``, in a collection named after the embedders and the corpus (nothing ingested yet;
     see :func:`ingest_task`).
 
     ``embedder`` embeds images and texts in one space (CLIP-style), or texts only when the task
-    has no image; ``text_embedder`` optionally embeds the texts in their own space.
+    has no image; ``text_embedder`` optionally embeds the texts in their own space. PDF pages are
+    read as text only when ``embedder`` embeds text only; their images go to ``page_dir``.
     """
     from ..index import MultimodalIndex
 
@@ -69,7 +71,8 @@ def open_index(
     digest = hashlib.sha256(json_key(names, task).encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return MultimodalIndex(
         None if client is not None else path, client=client, image_embedder=image_embedder, text_embedder=text_side,
-        collection=f"eval-{digest}", batch_size=batch_size,
+        collection=f"eval-{digest}", batch_size=batch_size, page_dir=page_dir,
+        page_images=not isinstance(image_embedder, _NoImageEmbedder),
     )
 
 
@@ -77,16 +80,20 @@ def json_key(names: list[str], task: EvalTask) -> str:
     """A stable description of the embedders and the corpus (names the collection)."""
     import json
 
-    return json.dumps([names, [(d.id, d.text, d.image) for d in task.corpus]], sort_keys=True)
+    return json.dumps([names, [(d.id, d.text, d.image, d.document, d.page) for d in task.corpus]], sort_keys=True)
 
 
 def ingest_task(index: MultimodalIndex, task: EvalTask) -> IngestReport:
-    """Ingest the corpus of ``task`` into ``index`` (idempotent: unchanged records are kept)."""
+    """Ingest the corpus of ``task`` into ``index`` (idempotent: unchanged records are kept); the
+    PDFs of page entries are ingested whole."""
     items = [
         Item(text=d.text, image=d.image, source=None if d.image else f"eval:{d.id}", metadata={DOC_ID: d.id})
-        for d in task.corpus
+        for d in task.corpus if d.document is None
     ]
     report = index.ingest(items, show_progress=False)
+    documents = sorted({d.document for d in task.corpus if d.document is not None})
+    if documents:
+        report.add(index.ingest_paths(documents, show_progress=False))
     if report.skipped:
         logger.warning("eval ingest: %d corpus entries skipped", len(report.skipped))
     return report
@@ -105,6 +112,7 @@ class _Mapper:
 
     def __init__(self, task: EvalTask) -> None:
         self.by_path = {str(Path(d.image).resolve()): d.id for d in task.corpus if d.image}
+        self.by_page = {(str(Path(d.document).resolve()), d.page): d.id for d in task.corpus if d.document}
         texts: dict[str, list[str]] = {}
         for d in task.corpus:
             if d.text and not d.image:
@@ -114,7 +122,10 @@ class _Mapper:
 
     def __call__(self, candidate: Candidate) -> str | None:
         doc_id = candidate.metadata.get(DOC_ID)
-        if doc_id is None and candidate.modality == "image":
+        page, source = candidate.metadata.get(PAGE), candidate.metadata.get(SOURCE)
+        if doc_id is None and page is not None and source:
+            doc_id = self.by_page.get((str(Path(str(source)).resolve()), page))
+        elif doc_id is None and candidate.modality == "image":
             source = candidate.metadata.get(SOURCE) or candidate.image_path
             doc_id = self.by_path.get(str(Path(source).resolve())) if source else None
         elif doc_id is None:
@@ -133,8 +144,12 @@ def retrieve_candidates(
     queries = list(queries)
     mapper = _Mapper(task)
     out: dict[str, Retrieved] = {}
+    text_only = isinstance(index.image_embedder, _NoImageEmbedder)
+    modalities = tuple(m for m in task.modalities if not (text_only and m == "image"))
+    # a page has several records (image, chunks): look deeper so `depth` distinct pages remain
+    extra = depth * 3 if any(d.document for d in task.corpus) else 0
     for query in _progress(queries, progress, "retrieving"):
-        options = RetrievalOptions(modalities=task.modalities, top_k=depth + len(query.exclude))
+        options = RetrievalOptions(modalities=modalities, top_k=depth + extra + len(query.exclude))
         start = time.perf_counter()
         hits = retrieve(index, query.to_query(), options)
         seconds = time.perf_counter() - start

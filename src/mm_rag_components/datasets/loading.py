@@ -1,5 +1,5 @@
-"""Loading a data set folder: captioned images (three tasks) or your own qrels (see
-:mod:`~mm_rag_components.datasets.task` for both layouts)."""
+"""Loading a data set folder: captioned images (three tasks), your own qrels, or pages of PDFs
+(see :mod:`~mm_rag_components.datasets.task` for the layouts)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,26 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .files import image_path, read_jsonl
+from .pages import PAGES_FILE, pages_task
 from .qrels import qrels_task
-from .task import CAPTION_TASKS, QRELS_TASK, TASKS, EvalDoc, EvalQuery, EvalTask
+from .task import CAPTION_TASKS, PAGES_TASK, QRELS_TASK, TASKS, EvalDoc, EvalQuery, EvalTask
 
 
 def load_dataset(path: str | Path, task: str | None = None) -> EvalTask:
     """An :class:`EvalTask` from a captioned folder (``task`` one of :data:`CAPTION_TASKS`,
-    default ``caption2caption``) or a qrels folder (``task`` ``None`` or ``"qrels"``)."""
+    default ``caption2caption``), a qrels folder (``task`` ``None`` or ``"qrels"``) or a pages
+    folder (``task`` ``None`` or ``"pages"``)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ConfigError(f"{root}: {'is a file, not a folder' if root.exists() else 'no such folder'}")
     if task is not None and task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if (root / PAGES_FILE).is_file():
+        if task not in (None, PAGES_TASK):
+            raise ConfigError(f"{root} is a pages folder ({PAGES_FILE}); its task is {PAGES_TASK}")
+        return pages_task(root)
+    if task == PAGES_TASK:
+        raise ConfigError(f"{root}: --task {PAGES_TASK} needs {PAGES_FILE} beside the PDFs")
     if (root / "captions.jsonl").is_file():
         if task == QRELS_TASK:
             raise ConfigError(f"{root} is a captioned folder (captions.jsonl); its tasks are {', '.join(CAPTION_TASKS)}")
@@ -29,7 +37,7 @@ def load_dataset(path: str | Path, task: str | None = None) -> EvalTask:
         return qrels_task(root)
     raise ConfigError(
         f"{root}: not an evaluation folder; expected captions.jsonl (captioned images) or "
-        "queries.jsonl + corpus.jsonl + qrels.jsonl/qrels.txt (your own qrels)"
+        f"queries.jsonl + corpus.jsonl + qrels.jsonl/qrels.txt (your own qrels) or {PAGES_FILE} (pages of PDFs)"
     )
 
 

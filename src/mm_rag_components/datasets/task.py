@@ -15,6 +15,9 @@ Two folder layouts load with :func:`~mm_rag_components.datasets.loading.load_dat
 **Bring your own qrels**: ``queries.jsonl``, ``corpus.jsonl`` and ``qrels.jsonl`` or TREC
 ``qrels.txt`` (see :mod:`mm_rag_components.datasets.qrels`).
 
+**Pages of PDFs**: PDFs and ``pages.jsonl`` — the ``pages`` task, page-level retrieval (see
+:mod:`mm_rag_components.datasets.pages`).
+
 Queries carry the item (``group``) they belong to: :meth:`EvalTask.split` cuts by item, seeded, so
 the captions of one image never sit on both sides of the tune / held-out split.
 """
@@ -32,7 +35,8 @@ from .files import check_unique
 
 CAPTION_TASKS = ("text2image", "image2text", "caption2caption")
 QRELS_TASK = "qrels"
-TASKS = (*CAPTION_TASKS, QRELS_TASK)
+PAGES_TASK = "pages"
+TASKS = (*CAPTION_TASKS, QRELS_TASK, PAGES_TASK)
 
 
 @dataclass(frozen=True)
@@ -51,16 +55,19 @@ class EvalQuery:
 
 @dataclass(frozen=True)
 class EvalDoc:
-    """A corpus entry: a text, an image path, or an image with its caption."""
+    """A corpus entry: a text, an image path, an image with its caption, or page ``page`` of the
+    PDF ``document`` (an absolute path; its records are the page's image and text)."""
 
     id: str
     text: str | None = None
     image: str | None = None
     group: str = ""
+    document: str | None = None
+    page: int | None = None
 
     @property
     def modality(self) -> str:
-        return "image" if self.image is not None else "text"
+        return "page" if self.document is not None else "image" if self.image is not None else "text"
 
 
 @dataclass
@@ -93,8 +100,9 @@ class EvalTask:
 
     @property
     def modalities(self) -> tuple[str, ...]:
-        """Corpus modalities, image first."""
+        """Corpus modalities, image first (a page is both)."""
         present = {d.modality for d in self.corpus}
+        present |= {"image", "text"} if "page" in present else set()
         return tuple(m for m in ("image", "text") if m in present)
 
     @property
@@ -137,4 +145,4 @@ def split_groups(groups: Iterable[str], tune_fraction: float, seed: int) -> tupl
     return set(ordered[:n_tune]), set(ordered[n_tune:])
 
 
-__all__ = ["CAPTION_TASKS", "EvalDoc", "EvalQuery", "EvalTask", "QRELS_TASK", "TASKS", "split_groups"]
+__all__ = ["CAPTION_TASKS", "EvalDoc", "EvalQuery", "EvalTask", "PAGES_TASK", "QRELS_TASK", "TASKS", "split_groups"]

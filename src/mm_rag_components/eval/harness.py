@@ -157,7 +157,9 @@ def _candidates(
 
         scratch = None if db_path is not None else tempfile.mkdtemp(prefix="mm-rag-eval-")
         client = make_client(db_path or scratch)
-        index = open_index(task, index_or_embedder, client=client, text_embedder=text_embedder)
+        index = open_index(
+            task, index_or_embedder, client=client, text_embedder=text_embedder, page_dir=Path(db_path or scratch) / "page-images",
+        )
         name = str(index_or_embedder.name)
     elif hasattr(index_or_embedder, "text_store") and hasattr(index_or_embedder, "image_store"):
         index = index_or_embedder
