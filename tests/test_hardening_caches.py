@@ -75,7 +75,7 @@ def test_a_model_rebuilt_in_the_same_folder_never_meets_the_old_scores(tmp_path,
 
 
 bad_number = st.one_of(st.text(max_size=12), st.binary(max_size=12), st.sampled_from([math.inf, -math.inf]))
-bad_flag = st.one_of(st.integers(), st.binary(max_size=8), st.floats(allow_nan=False),
+bad_flag = st.one_of(st.integers(-(2**63), 2**63 - 1), st.binary(max_size=8), st.floats(allow_nan=False),  # SQLite INTEGER range
                      st.text(max_size=30).filter(lambda f: not set(f.split(",")) - {""} <= CACHEABLE_FLAGS))
 any_flag = st.one_of(st.none(), st.sampled_from(sorted(CACHEABLE_FLAGS)), bad_flag)
 bad_rows = st.one_of(st.tuples(bad_number, any_flag), st.tuples(st.floats(-30, 30), bad_flag))
