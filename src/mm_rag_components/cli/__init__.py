@@ -33,7 +33,7 @@ class Command:
     """One subcommand: ``module`` (absolute, or relative to ``mm_rag_components``) holds
     ``add(parser)`` and ``run(args) -> exit status``; ``index_options`` adds (and checks) the shared
     index options (--db, --host, --port, --collection, --model, --tiny, --batch-size, --top-k,
-    --modalities, -v)."""
+    --pages, --modalities, -v)."""
 
     name: str
     help: str

@@ -27,11 +27,12 @@ from typing import Any
 
 from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
-from ..types import Candidate, Query
+from ..types import MIXED, Candidate, Query, join_flags
 from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
 from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
 from .fast_path import FastPath, Prepared
 from .features import FeatureStore
+from .page_text import PAGE_TEXT_TOKENS, check_budget, page_text
 from .prompt_builder import PROMPT_TOO_LONG, PromptBuilder
 from .templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 
@@ -53,6 +54,9 @@ class TransformersScorer:
     times fewer image tokens and vision-tower runs, a documented speed option that changes
     scores. ``vision_cache_dir``: keep image features on disk (bounded by
     ``vision_cache_max_bytes``), shared by processes and kept across restarts.
+    ``page_text_tokens``: a mixed (``"image+text"``, a document page) candidate is judged on
+    its image, then its page text cut to this many tokens (flagged ``truncated`` when cut; see
+    :mod:`~mm_rag_components.scoring.page_text`); ``None`` keeps the whole text.
     ``trust_remote_code`` stays off unless asked.
     """
 
@@ -67,6 +71,7 @@ class TransformersScorer:
         batch_size: int = 8,
         vision_batch_size: int | None = None,
         max_length: int | None = None,
+        page_text_tokens: int | None = PAGE_TEXT_TOKENS,
         vision_cache_size: int = 512,
         vision_cache_dir: str | Path | None = None,
         vision_cache_max_bytes: int = 2 << 30,
@@ -89,6 +94,7 @@ class TransformersScorer:
         #: traffic there, measured ~20% slower at 8), ``batch_size`` on accelerators.
         self.vision_batch_size = positive_int("vision_batch_size", vision_batch_size, optional=True)
         self.max_length = integer("max_length", max_length, minimum=8, optional=True)
+        self.page_text_tokens = check_budget(page_text_tokens)
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_splitting = None if image_splitting is None else boolean("image_splitting", image_splitting)
         self.features = FeatureStore(integer("vision_cache_size", vision_cache_size, minimum=0), vision_cache_dir, vision_cache_max_bytes)
@@ -113,6 +119,7 @@ class TransformersScorer:
             "batch_size": self.batch_size,
             "vision_batch_size": self.vision_batch_size,
             "max_length": self.max_length,
+            "page_text_tokens": self.page_text_tokens,
             "vision_cache_size": self.vision_cache.max_items,
             "vision_cache_dir": self.features.directory,
             "vision_cache_max_bytes": self.features.max_bytes,
@@ -246,7 +253,7 @@ class TransformersScorer:
                 item.flag, item.skip = EMPTY_CANDIDATE, True
                 logger.warning("candidate %s has neither an image nor text; ranked last", candidate.id)
                 continue
-            if source is None and candidate.modality == "image":
+            if source is None and candidate.modality in ("image", MIXED):
                 item.flag = MISSING_IMAGE
                 logger.warning("image candidate %s has no image source; scored on its text", candidate.id)
             if source is not None:
@@ -262,10 +269,10 @@ class TransformersScorer:
                     continue
             layouts = {"query": query_layout, "document": family.layout(image.image) if image is not None else None}
             expansions = {k: v.ids for k, v in layouts.items() if v is not None} if family.multimodal else None
-            prompt = self.prompts.build(query.text, query.image is not None, candidate.text, image is not None, expansions=expansions)
-            if prompt.flag is not None:
-                item.flag = prompt.flag
-                item.skip = prompt.flag == PROMPT_TOO_LONG
+            document, cut = page_text(candidate, self.page_text_tokens, self.tokenizer)
+            prompt = self.prompts.build(query.text, query.image is not None, document, image is not None, expansions=expansions)
+            item.flag = join_flags(item.flag, cut, prompt.flag)
+            item.skip = prompt.flag == PROMPT_TOO_LONG
             item.text, item.ids, item.labels = prompt.text, prompt.ids, prompt.images
             item.images = [query_images[0] if label == "query" else image for label in prompt.images]
             item.layouts = [layouts[label] for label in prompt.images]
