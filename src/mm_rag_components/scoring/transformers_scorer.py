@@ -90,8 +90,9 @@ class TransformersScorer:
         self.device = text("device", device, optional=True)
         self.dtype = dtype_name(dtype)
         self.batch_size = positive_int("batch_size", batch_size)
-        #: Images per vision-tower call; ``None``: 1 on CPU (batching only adds padding and memory
-        #: traffic there, measured ~20% slower at 8), ``batch_size`` on accelerators.
+        #: Images per vision-tower call; ``None``: on CPU as many as fit ``VISION_ROWS_PER_CALL``
+        #: feature rows (small single-view images share a call, tiled or large ones run alone;
+        #: :mod:`.features`), ``batch_size`` on accelerators.
         self.vision_batch_size = positive_int("vision_batch_size", vision_batch_size, optional=True)
         self.max_length = integer("max_length", max_length, minimum=8, optional=True)
         self.page_text_tokens = check_budget(page_text_tokens)
@@ -316,8 +317,11 @@ class TransformersScorer:
         except MediaError as exc:
             raise MediaError(f"query image: {exc}") from exc
 
-    def _vision_step(self) -> int:
-        return self.vision_batch_size or (1 if self._device.type == "cpu" else self.batch_size)
+    def _vision_step(self) -> int | None:
+        """Images per vision call; ``None``: grouped by feature rows (the CPU default)."""
+        if self.vision_batch_size is not None:
+            return self.vision_batch_size
+        return None if self._device.type == "cpu" else self.batch_size
 
     def _reference_logodds(self, items: list[Prepared]) -> dict[int, float]:
         import torch
