@@ -70,10 +70,7 @@ def best(fn, repeats: int, before=None):
     return out, value
 
 
-def run_family(label: str, model_dir: Path, options: dict, scenarios: dict, args, tmp: Path, results: dict, ce_ok: bool,
-               targets: dict | None = None) -> None:
-    """Time every scenario of one model: naive, ours and CrossEncoder (see the module docstring).
-    Scenarios named ``*_cold`` (and ``image_text``) compute their images; the others find them cached."""
+def run_family(label: str, model_dir: Path, options: dict, scenarios: dict, args, tmp: Path, results: dict, ce_ok: bool) -> None:
     import torch
 
     from mm_rag_components.scoring.transformers_scorer import TransformersScorer
@@ -86,7 +83,6 @@ def run_family(label: str, model_dir: Path, options: dict, scenarios: dict, args
     print(f"\n[{label}] {scorer.family.name}, image splitting {getattr(scorer.family, 'splitting', None)}, "
           f"dtype {scorer._model.dtype}, batch {args.batch_size}, threads {torch.get_num_threads()}"
           + ("" if ce is not None else f"; CrossEncoder n/a: {reason}"))
-    targets = TARGETS if targets is None else targets
     kinds = [k for k in ("text_text", "image_text") if k in scenarios] or list(scenarios)[:1]
     for kind in kinds:  # warm-up (allocator, kernels, lazy init) on one pair of each kind, untimed
         query, cands, pairs = scenarios[kind]
@@ -103,7 +99,7 @@ def run_family(label: str, model_dir: Path, options: dict, scenarios: dict, args
     per_view = None
     ce_times: dict[str, tuple[float, float]] = {}
     for name, (query, cands, pairs) in scenarios.items():
-        cold = name.endswith("_cold") or name == "image_text"  # ours computes the images (else cached)
+        cold = name in ("text_image_cold", "image_text")  # ours computes the images (else cached)
         reference_s, reference = best(lambda: scorer.score_reference(query, cands), args.repeats)
         work = support.work(scorer, query, cands, cold=cold)
         if name == "text_image_precomputed":
@@ -111,9 +107,9 @@ def run_family(label: str, model_dir: Path, options: dict, scenarios: dict, args
         else:
             seconds = scorer.features.vision_seconds
             ours_s, fast = best(lambda: scorer.score(query, cands), args.repeats, before=reset if cold else None)
-            if name.endswith("_cold"):
+            if name == "text_image_cold":
                 per_view = (scorer.features.vision_seconds - seconds) / (work["ours_views"] * len(cands) * args.repeats)
-        row = measure(name, reference_s, ours_s, reference, fast, work, per_view, targets.get(name))
+        row = measure(name, reference_s, ours_s, reference, fast, work, per_view)
         if ce is not None and pairs is not None:
             key = name.replace("_warm", "_cold").replace("_precomputed", "_cold")  # CrossEncoder caches nothing
             if key not in ce_times:
@@ -139,7 +135,7 @@ def fresh_process(model_dir: Path, cache_dir: Path, query, cands, options: dict)
     return data["seconds"], [PointScore.from_logodds(x) for x in data["logodds"]]
 
 
-def measure(name: str, reference_s: float, ours_s: float, reference, fast, work: dict, per_view: float | None, target: float | None) -> dict:
+def measure(name: str, reference_s: float, ours_s: float, reference, fast, work: dict, per_view: float | None) -> dict:
     n = len(reference)
     views_cost = (per_view or 0.0) * work["naive_views"] * n
     speedup = reference_s / ours_s
@@ -153,7 +149,7 @@ def measure(name: str, reference_s: float, ours_s: float, reference, fast, work:
         "token_bound": work["naive_tokens"] / work["ours_tokens"], "bound": bound, "efficiency": speedup / bound if bound else None,
         "seconds_per_view": per_view, "max_abs_diff_p": max(abs(a.probability - b.probability) for a, b in zip(fast, reference)),
         "max_abs_diff_logodds": max(abs(a.logodds - b.logodds) for a, b in zip(fast, reference)),
-        "target": target, "load_average": os.getloadavg()[0],
+        "target": TARGETS.get(name), "load_average": os.getloadavg()[0],
     }
 
 

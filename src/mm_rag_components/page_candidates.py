@@ -187,6 +187,7 @@ def page_candidates(
             page = page_of(hit.metadata)
             if page is not None:
                 by_page.setdefault((type(page).__name__, page), {"image": [], "text": []})[modality].append(hit)
+    image_part = lambda hit: plain(hit, "image", 0, 0.0)  # noqa: E731 - a page's image, as an image hit has it
     out = []
     for group in groups:
         if group.page_id is None:
@@ -197,8 +198,7 @@ def page_candidates(
         for modality, hit in group.hits.items():  # a hit deleted between the search and the read still counts
             if all(h.id != hit.id for h in found[modality]):
                 found[modality].append(hit)
-        image_of = lambda hit: plain(hit, "image", 0, 0.0)  # noqa: E731 - the image part, as an image hit
-        out.append(page_candidate(group, found["image"], found["text"], rrf_k, image_of, notes))
+        out.append(page_candidate(group, found["image"], found["text"], rrf_k, image_part, notes))
     order = sorted(range(len(out)), key=lambda i: (-(out[i].score or 0.0), i))
     return [out[i] for i in order]
 
