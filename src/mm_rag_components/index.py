@@ -277,8 +277,8 @@ class MultimodalIndex:
         report = IngestReport()
 
         def entries() -> Iterator[Entry | Skipped]:
-            for number, item in enumerate(items):
-                label = item_label(number, item)
+            for position, item in enumerate(items):
+                label = item_label(position, item)
                 yield guarded(label, lambda: self._reader.item_entry(item, label, allow_urls))
 
         with _precompute(precompute, show_progress) as hook, writer_lock(self._client):

@@ -16,6 +16,14 @@ Score scales (``candidate.metadata["score_scale"]``):
 Every candidate keeps its raw ``metadata["cosine"]`` and its ``metadata["rank"]`` within its
 modality.
 
+Pages (``pages=True``): records that share a ``page_id`` (a PDF page's image and text chunks, or
+your own records) come back as **one candidate per page** — ``modality="image+text"`` holding the
+page image and the page text — and every candidate, page or plain record, is scored on the
+``"rrf"`` scale with each page counted once per list and its image and text ranks summed
+(:mod:`~mm_rag_components.page_candidates` says how and why). Each collection is searched deeper
+until it yields ``top_k`` distinct pages (or runs out), so chunks of one page do not crowd others
+out. ``pages=False`` (the default) returns records exactly as above.
+
 Composed queries (image + text): the query vector in the image embedder's space is
 ``normalise(w * e_image + (1 - w) * e_text)`` with ``w = image_weight`` (default 0.5; 1 = image
 only, 0 = text only), where ``e_image`` and ``e_text`` are the unit-norm image and text
@@ -37,6 +45,7 @@ import numpy as np
 from .errors import ConfigError
 from .validate import no_unknown
 from .media import load_image
+from .page_candidates import count_groups, page_candidates
 from .store import Hit
 from .types import IMAGE_PATH, MODALITIES, SOURCE, Candidate, Query
 
@@ -48,6 +57,9 @@ logger = logging.getLogger(__name__)
 SKIPPED_TEXT_NOTE = (
     "text collection skipped: it uses a separate text embedder ({name}) and the query has no text"
 )
+#: With ``pages=True``, a collection is searched at most this many times ``top_k`` deep to find
+#: ``top_k`` distinct pages.
+MAX_PAGE_DEPTH = 16
 
 
 @dataclass
@@ -55,7 +67,9 @@ class RetrievalOptions:
     """What to retrieve: which modalities, how many of each, how to fuse a composed query.
 
     ``top_k`` applies to each modality unless ``image_top_k`` / ``text_top_k`` say otherwise;
-    ``where`` is a Chroma metadata filter passed to every collection searched.
+    ``where`` is a Chroma metadata filter passed to every collection searched. ``pages=True``:
+    one candidate per page (records sharing a ``page_id``), fused on the ``"rrf"`` scale; the
+    top-k then counts pages (see the module docstring).
     """
 
     modalities: Sequence[str] = MODALITIES
@@ -66,6 +80,7 @@ class RetrievalOptions:
     where: dict[str, Any] | None = None
     rrf_k: int = 60
     allow_urls: bool = False
+    pages: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, str):
@@ -82,6 +97,8 @@ class RetrievalOptions:
             raise ConfigError(f"image_weight must be in [0, 1], got {self.image_weight}")
         if self.where is not None and not isinstance(self.where, dict):
             raise ConfigError(f"where must be a Chroma filter dict, got {type(self.where).__name__}")
+        if not isinstance(self.pages, bool):
+            raise ConfigError(f"pages must be True or False, got {self.pages!r}")
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "RetrievalOptions":
@@ -156,6 +173,21 @@ def _candidate(hit: Hit, modality: str, rank: int, score: float, scale: str) -> 
     )
 
 
+def _candidate_rrf(hit: Hit, modality: str, rank: int, score: float) -> Candidate:
+    return _candidate(hit, modality, rank, score, "rrf")
+
+
+def _search(store: Any, vector: np.ndarray, k: int, options: RetrievalOptions) -> list[Hit]:
+    """The ``k`` nearest records; with ``pages``, searched deeper (up to ``MAX_PAGE_DEPTH · k``)
+    until they hold ``k`` distinct pages or the collection runs out."""
+    depth = k
+    while True:
+        hits = store.query(vector, depth, where=options.where)
+        if not options.pages or len(hits) < depth or depth >= MAX_PAGE_DEPTH * k or count_groups(hits) >= k:
+            return hits
+        depth = min(depth * 4, MAX_PAGE_DEPTH * k)
+
+
 def retrieve(
     index: MultimodalIndex, query: Query | str, options: RetrievalOptions | None = None, **option_kwargs: Any
 ) -> RetrievalResult:
@@ -192,8 +224,11 @@ def retrieve(
         else:
             store = index.text_store
             vector = index.text_space_embedder.embed_texts([query.text], show_progress=False)[0]
-        per_modality[modality] = store.query(vector, options.k(modality), where=options.where)
+        per_modality[modality] = _search(store, vector, options.k(modality), options)
 
+    if options.pages:
+        found = page_candidates(index, per_modality, k=options.k, rrf_k=options.rrf_k, plain=_candidate_rrf, notes=notes)
+        return RetrievalResult(found, notes)
     candidates: list[Candidate] = []
     use_rrf = not index.shared_space and len(per_modality) > 1
     for modality, hits in per_modality.items():
@@ -206,4 +241,4 @@ def retrieve(
     return RetrievalResult(candidates, notes)
 
 
-__all__ = ["RetrievalOptions", "RetrievalResult", "SKIPPED_TEXT_NOTE", "query_vector", "retrieve"]
+__all__ = ["MAX_PAGE_DEPTH", "RetrievalOptions", "RetrievalResult", "SKIPPED_TEXT_NOTE", "query_vector", "retrieve"]

@@ -49,6 +49,10 @@ IMAGE_PATH = "image_path"
 COSINE = "cosine"
 RANK = "rank"
 SCORE_SCALE = "score_scale"
+#: Written on a page candidate (retrieval with ``pages=True``): the page's rank among the image
+#: hits and among the text hits (absent when it was not among them).
+IMAGE_RANK = "image_rank"
+TEXT_RANK = "text_rank"
 #: The candidate's incoming (retrieval) score, kept through reranking.
 RETRIEVAL_SCORE = "retrieval_score"
 #: Pointwise reranking: p(relevant), its log-odds, the calibrated probability, and a flag saying
@@ -71,7 +75,7 @@ IMAGE_NOT_SHOWN = "image_not_shown"
 FILTER_REASON = "filter_reason"
 
 #: Keys written by ingest and retrieval (user metadata may not use them).
-RECORD_KEYS = (MODALITY, SOURCE, FILE_NAME, SHA256, CHUNK, IMAGE_PATH, COSINE, RANK, SCORE_SCALE)
+RECORD_KEYS = (MODALITY, SOURCE, FILE_NAME, SHA256, CHUNK, IMAGE_PATH, COSINE, RANK, SCORE_SCALE, IMAGE_RANK, TEXT_RANK)
 POINTWISE_KEYS = (RETRIEVAL_SCORE, RERANK_SCORE, RERANK_LOGODDS, CALIBRATED_SCORE, RERANK_FLAG)
 LISTWISE_KEYS = (RETRIEVAL_SCORE, LISTWISE_RANK, LISTWISE_SCORE, LISTWISE_PARSE_STATUS, LISTWISE_RATIONALE, LISTWISE_FLAG)
 #: Every provenance key a reranker or filter may write.
@@ -93,6 +97,12 @@ def _valid_unicode(text: str | None, what: str) -> str | None:
     if changed:
         logger.warning("invalid Unicode (lone surrogates) in the %s replaced with U+FFFD", what)
     return cleaned
+
+
+def join_flags(*flags: str | None) -> str | None:
+    """Comma-joined distinct flags, ``None`` when there are none."""
+    seen = list(dict.fromkeys(part for flag in flags if flag for part in flag.split(",") if part))
+    return ",".join(seen) if seen else None
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,7 @@ __all__ = [
     "FILTER_REASON",
     "IMAGE_NOT_SHOWN",
     "IMAGE_PATH",
+    "IMAGE_RANK",
     "ImageSource",
     "Item",
     "LISTWISE_FLAG",
@@ -196,5 +207,7 @@ __all__ = [
     "SCORE_SCALE",
     "SHA256",
     "SOURCE",
+    "TEXT_RANK",
     "TITLE",
+    "join_flags",
 ]

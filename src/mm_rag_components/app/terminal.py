@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import IO
 
+from ..answer import source_label
 from ..errors import MMRagError
 from .pipeline import Conversation, QATurn
 
@@ -19,12 +20,13 @@ HELP = "commands: /image PATH (attach an image to the next question), /reset, /q
 
 
 def describe_sources(turn: QATurn) -> list[str]:
-    """Lines listing the kept sources (numbered, cited ones starred) and the drops by reason."""
+    """Lines listing the kept sources (numbered, cited ones starred; a document page by its
+    document name and page number) and the drops by reason."""
     cited = set(turn.answer.cited) if turn.answer is not None else set()
     lines = []
     for number, source in enumerate(turn.kept, start=1):
         meta = source.metadata
-        where = meta.get("file_name") or (source.text or "").replace("\n", " ")[:60]
+        where = source_label(source) or (source.text or "").replace("\n", " ")[:60]  # "report.pdf, p. 7" for a page
         rerank = meta.get("rerank_score")
         scores = f"retrieval {_num(meta.get('retrieval_score', source.score))}" + (f"  rerank {_num(rerank)}" if rerank is not None else "")
         lines.append(f"  {'*' if number in cited else ' '}[{number}] {source.modality:5} {scores}  {where}")

@@ -45,7 +45,7 @@ class Command:
     """One subcommand: ``module`` (absolute, or relative to ``mm_rag_components``) holds
     ``add(parser)`` and ``run(args) -> exit status``; ``index_options`` adds (and checks) the shared
     index options (--db, --host, --port, --collection, --model, --tiny, --batch-size, -v); a command
-    that searches the index adds the retrieval options (--top-k, --modalities) itself."""
+    that searches the index adds the retrieval options (--top-k, --pages, --modalities) itself."""
 
     name: str
     help: str

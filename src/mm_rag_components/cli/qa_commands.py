@@ -105,7 +105,7 @@ def pipeline(args: argparse.Namespace, qa: QAPlan, embedder: str, chroma: Any, m
         reranker = build(qa.reranker, args)
     answerer = models.answerer(qa.answer, args) if qa.answer is not None else None
     return QAPipeline(
-        store.index(args, embedder, chroma), retrieval=RetrievalOptions(modalities=modalities, top_k=args.top_k),
+        store.index(args, embedder, chroma), retrieval=RetrievalOptions(modalities=modalities, top_k=args.top_k, pages=args.pages),
         reranker=reranker, relevance_filter=qa.policy, answerer=answerer,
     )
 
@@ -152,10 +152,10 @@ def search_query(args: argparse.Namespace, text: str | None, image: str | None) 
         say(f"note: {note}")
     say(f"reranker: {args.rerank + ', ' + described['reranker'] if described['reranker'] else 'none'}" + (f"  (filter kept {len(turn.kept)} of {len(turn.ranked)})" if args.filter else ""))
     for rank, c in enumerate(turn.kept, start=1):
-        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {_where(c)}")
+        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {store.shown(c)}")
     for dropped in turn.dropped:
         c = dropped.candidate
-        say(f"   -  [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {_where(c)}  (dropped: {dropped.reason})")
+        say(f"   -  [{c.modality:5}] {score_text(c.score)}  {_scores(c)}  {store.shown(c)}  (dropped: {dropped.reason})")
     if not turn.ranked:
         say("no matches")
     if tiny:
@@ -183,10 +183,6 @@ def _scores(c: Any) -> str:
         elif key == "rerank_score" and key in meta:  # present but None: the reranker could not score it
             parts.append(f"rerank none ({meta.get('rerank_flag')})")
     return "  ".join(parts)
-
-
-def _where(c: Any) -> str:
-    return c.image_path if c.modality == "image" else (c.text or "").replace("\n", " ")[:70]
 
 
 # --------------------------------------------------------------------------- chat and serve

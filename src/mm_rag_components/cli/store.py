@@ -102,10 +102,22 @@ def index(args: argparse.Namespace, model: str, chroma: Any = None) -> Any:
     )
 
 
+def shown(c: Any) -> str:
+    """How a result is listed: a page by its document and page number (and the start of its
+    text), an image by its path, a text by its start."""
+    from ..answer import source_label
+
+    text = (c.text or "").replace("\n", " ")
+    if c.modality == "image":
+        return str(c.image_path)
+    if c.modality == "image+text":
+        return f"{source_label(c) or c.image_path}: {text[:50]}"
+    return text[:70]
+
+
 def print_hits(candidates: Sequence[Any], tiny: bool) -> None:
     for rank, c in enumerate(candidates, start=1):
-        shown = c.image_path if c.modality == "image" else (c.text or "").replace("\n", " ")[:70]
-        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {shown}")
+        say(f"  {rank:>2}. [{c.modality:5}] {score_text(c.score)}  {shown(c)}")
     if tiny:
         say(f"  {TINY_LABEL}")
 
@@ -115,7 +127,7 @@ def retrieve(idx: Any, text: str | None, image: str | None, args: argparse.Names
     from ..retrieval import RetrievalOptions, retrieve as run
     from ..types import Query
 
-    options = RetrievalOptions(modalities=list(modalities or args.modalities), top_k=args.top_k)
+    options = RetrievalOptions(modalities=list(modalities or args.modalities), top_k=args.top_k, pages=args.pages)
     return run(idx, Query(text=text, image=image), options)
 
 
@@ -147,5 +159,7 @@ def add_retrieval_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--top-k", type=bounded_int(1, 10_000), default=5, metavar="K",
                         help="results per modality (default 5)")
+    parser.add_argument("--pages", action="store_true",
+                        help="one result per document page: its image and its text together (records sharing a page id)")
     parser.add_argument("--modalities", nargs="+", default=["image", "text"], choices=["image", "text"],
                         help="which collections to search (default: image text)")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError, MediaError
 from ..media import load_image
-from ..types import IMAGE_NOT_SHOWN, Candidate, Query
+from ..types import IMAGE_NOT_SHOWN, MIXED, Candidate, Query
 from .base import Part
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,8 +84,8 @@ def prepare_entries(
             except MediaError as exc:
                 logger.warning("candidate %s: image unusable, shown as text only: %s", candidate.id, exc)
                 note = "missing"
-        elif candidate.modality == "image":
-            logger.warning("image candidate %s has no image source", candidate.id)
+        elif candidate.modality in ("image", MIXED):
+            logger.warning("%s candidate %s has no image source", candidate.modality, candidate.id)
             note = "missing"
         entries.append(PromptEntry(candidate.text, image, note))
         flags.append({"missing": FLAG_IMAGE_ERROR, "unseen": FLAG_IMAGE_NOT_SHOWN}.get(note or ""))

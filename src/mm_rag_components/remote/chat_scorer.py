@@ -31,9 +31,10 @@ from ..media import DEFAULT_MAX_PIXELS
 from ..rerank.base import join_flags
 from ..generation.images import check_image_format
 from ..scoring.base import EMPTY_CANDIDATE, IMAGE_NOT_SHOWN, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
+from ..scoring.page_text import PAGE_TEXT_TOKENS, check_budget, page_text
 from ..scoring.prompt_builder import PROMPT_TOO_LONG
 from ..scoring.templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
-from ..types import Candidate, Query
+from ..types import MIXED, Candidate, Query
 from ..validate import boolean, integer, one_of, positive_int, text
 from .answers import MISSING_LOGPROBS, REQUEST_FAILED, answer_score, chat_top_logprobs, completion_top_logprobs, failed
 from .http import extra_body_dict, openai_client
@@ -71,7 +72,9 @@ class OpenAIChatScorer:
     ``accepts_images=False`` for a server whose model reads text only: images are not sent, a
     candidate with an image and text is judged on its text (flagged ``image_not_shown``), one with
     an image alone is left unscored (``unsupported_modality``), and so is every candidate of a
-    query that is only an image.
+    query that is only an image. ``page_text_tokens``: a mixed (page) candidate's text is cut to
+    this many tokens — of the tokenizer in raw mode, estimated at four characters a token in chat
+    mode (:mod:`~mm_rag_components.scoring.page_text`); its image and text go in one message.
     """
 
     #: The work happens on a server: calls may overlap (the web chat answers questions concurrently).
@@ -91,6 +94,7 @@ class OpenAIChatScorer:
         top_logprobs: int = 20,
         answers: str = "auto",
         max_length: int | None = None,
+        page_text_tokens: int | None = PAGE_TEXT_TOKENS,
         allow_urls: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         image_format: str = "PNG",
@@ -108,6 +112,7 @@ class OpenAIChatScorer:
         self.top_logprobs = positive_int("top_logprobs", top_logprobs)
         self.answers = one_of("answers", answers, ANSWERS)
         self.max_length = integer("max_length", max_length, minimum=8, optional=True)
+        self.page_text_tokens = check_budget(page_text_tokens)
         self.allow_urls = boolean("allow_urls", allow_urls)
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_format = check_image_format(image_format)
@@ -149,6 +154,7 @@ class OpenAIChatScorer:
             "top_logprobs": self.top_logprobs,
             "answers": self.answers,
             "max_length": self.max_length,
+            "page_text_tokens": self.page_text_tokens,
             "allow_urls": self.allow_urls,
             "max_pixels": self.max_pixels,
             "image_format": self.image_format,
@@ -161,7 +167,7 @@ class OpenAIChatScorer:
     def cache_identity(self) -> dict[str, Any]:
         """What decides a score (for :class:`~mm_rag_components.scoring.cache.ScoreCache`)."""
         keep = ("model", "mode", "tokenizer", "gguf_file", "instruction", "answers", "max_length", "image_format", "extra_body",
-                "accepts_images")
+                "accepts_images", "page_text_tokens")
         return {"server": self.base_url, "template": self.template, **{k: v for k, v in self.config().items() if k in keep}}
 
     @property
@@ -198,8 +204,10 @@ class OpenAIChatScorer:
             if blind_query and not query.text:
                 job.result = failed(UNSUPPORTED_MODALITY, "the query is only an image and the server's model reads text only")
                 continue
-            if source is None and candidate.modality == "image":
+            if source is None and candidate.modality in ("image", MIXED):
                 job.flag = join_flags(job.flag, MISSING_IMAGE)
+            document, cut = page_text(candidate, self.page_text_tokens, self.prompts.tokenizer if self.prompts is not None else None)
+            job.flag = join_flags(job.flag, cut)
             if source is not None and not self.accepts_images:
                 if not candidate.text:
                     job.result = failed(UNSUPPORTED_MODALITY, "an image without text; the server's model reads text only")
@@ -209,7 +217,7 @@ class OpenAIChatScorer:
                 if source is not None:
                     job.result = failed(UNSUPPORTED_MODALITY, "mode='raw' sends text only; use mode='chat' for images")
                     continue
-                prompt = self.prompts.build(query.text, candidate.text)
+                prompt = self.prompts.build(query.text, document)
                 if prompt is None:
                     job.result = failed(PROMPT_TOO_LONG, f"the prompt does not fit max_length={self.max_length}")
                     continue
@@ -223,7 +231,7 @@ class OpenAIChatScorer:
                     job.result = failed(UNREADABLE_IMAGE, str(exc))
                     continue
             messages = chat_messages(
-                self.template, query_text=query.text, document=candidate.text,
+                self.template, query_text=query.text, document=document,
                 query_image=query_image, document_image=document_image, instruction=self.instruction,
             )
             job.payload = {"messages": messages}

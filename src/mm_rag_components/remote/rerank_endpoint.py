@@ -5,8 +5,11 @@ Requests: ``api="cohere"`` sends ``{model, query, documents, top_n}`` and reads
 ``{"results": [{"index", "relevance_score"}]}`` — or SGLang's bare list of ``{"index", "score"}``;
 ``api="tei"`` sends ``{query, texts}`` and reads ``[{"index", "score"}]`` (sorted by score).
 Scores are always mapped back by ``index``, never by position. With ``images=True`` (a server with
-a multimodal reranker, e.g. vLLM serving jina-reranker-m0) a document with an image is sent as
-``{"content": [{"type": "image_url", …}, {"type": "text", …}]}`` and so is an image query.
+a multimodal reranker, e.g. vLLM serving jina-reranker-m0 or Qwen3-VL-Reranker) a document with an
+image is sent as ``{"content": [{"type": "image_url", …}, {"type": "text", …}]}`` and so is an
+image query. A mixed (page) candidate sends its image and its page text, cut to
+``page_text_tokens`` (estimated at four characters a token); with ``images=False`` its text alone,
+flagged ``image_not_shown``.
 
 Log-odds: ``score_kind="probability"`` (the default; Cohere, Jina, vLLM and TEI's normalised
 scores lie in [0, 1]) maps ``p`` to ``logit(p)``, ``p`` clipped to [1e-12, 1 − 1e-12]; a score
@@ -25,8 +28,9 @@ from typing import Any
 from ..errors import BackendError, ConfigError, MediaError
 from ..media import DEFAULT_MAX_PIXELS
 from ..generation.images import check_image_format
-from ..scoring.base import EMPTY_CANDIDATE, UNREADABLE_IMAGE, PointScore
-from ..types import Candidate, Query
+from ..scoring.base import EMPTY_CANDIDATE, IMAGE_NOT_SHOWN, UNREADABLE_IMAGE, PointScore
+from ..scoring.page_text import PAGE_TEXT_TOKENS, check_budget, page_text
+from ..types import MIXED, Candidate, Query, join_flags
 from ..validate import boolean, one_of, positive_int, text
 from .answers import MISSING_SCORE, REQUEST_FAILED, RemotePointScore, as_float, failed, scored
 from .chat_scorer import UNSUPPORTED_MODALITY
@@ -81,6 +85,7 @@ class RerankEndpointScorer:
         allow_urls: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         image_format: str = "PNG",
+        page_text_tokens: int | None = PAGE_TEXT_TOKENS,
         batch_size: int = 64,
         transport: TransportSettings | None = None,
         extra_body: dict[str, Any] | None = None,
@@ -98,6 +103,7 @@ class RerankEndpointScorer:
         self.allow_urls = boolean("allow_urls", allow_urls)
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_format = check_image_format(image_format)
+        self.page_text_tokens = check_budget(page_text_tokens)
         self.batch_size = positive_int("batch_size", batch_size)
         self.transport = transport_settings(transport, deprecated, owner="RerankEndpointScorer", default=DEFAULT_TRANSPORT)
         self.max_concurrency = self.transport.max_concurrency
@@ -114,12 +120,14 @@ class RerankEndpointScorer:
         return {
             "model": self.model, "base_url": self._base_url_arg, "api": self.api, "path": self.path,
             "score_kind": self.score_kind, "images": self.images, "allow_urls": self.allow_urls,
-            "max_pixels": self.max_pixels, "image_format": self.image_format, "batch_size": self.batch_size,
+            "max_pixels": self.max_pixels, "image_format": self.image_format,
+            "page_text_tokens": self.page_text_tokens, "batch_size": self.batch_size,
             "transport": self.transport, "extra_body": self.extra_body or None,
         }
 
     def cache_identity(self) -> dict[str, Any]:
-        return {"server": self.base_url + self.path, "model": self.model, "api": self.api, "score_kind": self.score_kind, "image_format": self.image_format, "extra_body": self.extra_body or None}
+        return {"server": self.base_url + self.path, "model": self.model, "api": self.api, "score_kind": self.score_kind,
+                "image_format": self.image_format, "extra_body": self.extra_body or None, "page_text_tokens": self.page_text_tokens}
 
     # requests --------------------------------------------------------------------------------
     def _image(self, source: Any) -> dict[str, Any]:
@@ -138,14 +146,20 @@ class RerankEndpointScorer:
             raise MediaError(f"query image: {exc}") from exc
         return {"content": parts + ([{"type": "text", "text": query.text}] if query.text else [])}
 
-    def _prepare(self, candidates: Sequence[Candidate]) -> tuple[list[PointScore | None], list[tuple[int, Any]]]:
+    def _prepare(self, candidates: Sequence[Candidate]) -> tuple[list[PointScore | None], list[tuple[int, Any]], list[str | None]]:
+        """Scores decided here (failures), the documents to send by candidate index, and each
+        candidate's flag from preparation (``truncated``, ``image_not_shown``)."""
         out: list[PointScore | None] = [None] * len(candidates)
+        flags: list[str | None] = [None] * len(candidates)
         documents: list[tuple[int, Any]] = []
         for i, candidate in enumerate(candidates):
             source = candidate.image_source
+            text, flags[i] = page_text(candidate, self.page_text_tokens)
+            if source is not None and not self.images and candidate.modality == MIXED and text:
+                source, flags[i] = None, join_flags(flags[i], IMAGE_NOT_SHOWN)  # a page judged on its text
             if source is None:
-                if candidate.text:
-                    documents.append((i, candidate.text))
+                if text:
+                    documents.append((i, text))
                 else:
                     out[i] = failed(EMPTY_CANDIDATE, "the candidate has neither an image nor text")
                 continue
@@ -157,8 +171,8 @@ class RerankEndpointScorer:
             except MediaError as exc:
                 out[i] = failed(UNREADABLE_IMAGE, str(exc))
                 continue
-            documents.append((i, {"content": parts + ([{"type": "text", "text": candidate.text}] if candidate.text else [])}))
-        return out, documents
+            documents.append((i, {"content": parts + ([{"type": "text", "text": text}] if text else [])}))
+        return out, documents, flags
 
     def _body(self, query: Any, batch: list[tuple[int, Any]]) -> dict[str, Any]:
         docs = [doc for _, doc in batch]
@@ -196,18 +210,18 @@ class RerankEndpointScorer:
     # scoring ---------------------------------------------------------------------------------
     def score(self, query: Query, candidates: Sequence[Candidate]) -> list[PointScore]:
         q = self._query(query)
-        out, documents = self._prepare(candidates)
+        out, documents, flags = self._prepare(candidates)
         for batch in self._batches(documents):
             try:
                 self._read(batch, self.client.post(self.path, self._body(q, batch)), out)
             except BackendError as exc:
                 self._fail(batch, out, exc)
-        return self._finish(out)
+        return self._finish(out, flags)
 
     async def ascore(self, query: Query, candidates: Sequence[Candidate]) -> list[PointScore]:
         """Native async :meth:`score`; at most ``max_concurrency`` of this call's batches in flight."""
         q = self._query(query)
-        out, documents = self._prepare(candidates)
+        out, documents, flags = self._prepare(candidates)
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def run(client: Any, batch: list[tuple[int, Any]]) -> None:
@@ -221,13 +235,15 @@ class RerankEndpointScorer:
         if documents:
             async with self.client.async_client() as client:
                 await asyncio.gather(*(run(client, batch) for batch in self._batches(documents)))
-        return self._finish(out)
+        return self._finish(out, flags)
 
-    def _finish(self, out: list[PointScore | None]) -> list[PointScore]:
+    def _finish(self, out: list[PointScore | None], flags: list[str | None]) -> list[PointScore]:
         failures = [p for p in out if p is not None and p.flag == REQUEST_FAILED]
         if failures:
             logger.warning("%s: %d of %d document(s) unscored, e.g. %s", self.name, len(failures), len(out), getattr(failures[0], "detail", ""))
-        return [p if p is not None else failed(MISSING_SCORE, "not scored") for p in out]
+        points = [p if p is not None else failed(MISSING_SCORE, "not scored") for p in out]
+        return [p if flag is None else RemotePointScore(p.logodds, p.probability, join_flags(flag, p.flag), getattr(p, "detail", None))
+                for p, flag in zip(points, flags)]
 
     def close(self) -> None:
         self.client.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import ConfigError
-from ..types import RETRIEVAL_SCORE, Candidate, Query
+from ..types import RETRIEVAL_SCORE, Candidate, Query, join_flags  # noqa: F401 - join_flags: re-exported
 
 
 @dataclass
@@ -71,12 +71,6 @@ def finite_or_none(value: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def join_flags(*flags: str | None) -> str | None:
-    """Comma-joined distinct flags, ``None`` when there are none."""
-    seen = list(dict.fromkeys(part for flag in flags if flag for part in flag.split(",") if part))
-    return ",".join(seen) if seen else None
 
 
 def check_query(query: object, candidates: object) -> tuple[Query, list[Candidate]]:

@@ -36,6 +36,7 @@ class PointwiseOptions(TypedDict, total=False):
     batch_size: int
     vision_batch_size: int | None
     max_length: int | None
+    page_text_tokens: int | None
     vision_cache_size: int
     vision_cache_dir: str | Path | None
     vision_cache_max_bytes: int

@@ -1,11 +1,12 @@
 """A cache of pointwise scores, shared by local and remote scorers.
 
 A score is kept under ``sha256(scorer identity, query text, query image sha256, candidate text,
-candidate image sha256)``. The scorer identity is what decides a score: the model (a local
-model by the fingerprint of its weights, so one retrained in the same folder never meets the old
-scores; a remote one by its server, name and mode), the full template and the instruction — a
-scorer's ``cache_identity()`` when it has one, else its saved configuration less the settings that
-only change speed (batch sizes, devices' worker counts, timeouts, cache folders …) plus its
+candidate image sha256)`` (plus ``"image+text"`` for a mixed candidate, whose page text a scorer
+cuts to a budget). The scorer identity is what decides a score: the model (a local model by the
+fingerprint of its weights, so one retrained in the same folder never meets the old scores; a
+remote one by its server, name and mode), the full template and the instruction — a scorer's
+``cache_identity()`` when it has one, else its saved configuration less the settings that only
+change speed (batch sizes, devices' worker counts, timeouts, cache folders …) plus its
 ``weights_fingerprint()``. A chat's follow-up question over
 the same candidates then costs nothing for the candidates already scored with that question.
 
@@ -40,7 +41,7 @@ from typing import Any
 from ..errors import BackendError, ConfigError, MediaError
 from ..media import content_hash, is_url, load_image_with_hash, read_image_bytes
 from ..sqlite_files import connect
-from ..types import Candidate, ImageSource, Query
+from ..types import MIXED, Candidate, ImageSource, Query
 from ..validate import integer
 from .base import IMAGE_NOT_SHOWN, MISSING_IMAGE, TRUNCATED, PointScore, RelevanceScorer, ascore
 
@@ -289,6 +290,8 @@ class CachedScorer:
         for candidate in candidates:
             try:
                 row = [self.identity, *query_part, candidate.text, image_digest(candidate.image_source)]
+                if candidate.modality == MIXED:  # a page's text is cut to a budget: not the same prompt
+                    row.append(MIXED)
             except MediaError:
                 keys.append(None)  # the scorer flags it; nothing to cache
                 continue

@@ -30,12 +30,13 @@ from typing import Any
 from ..errors import ConfigError, MediaError, ModelError, one_line
 from ..media import DEFAULT_MAX_PIXELS, LoadedImage, load_image_with_hash
 from ..progress import quiet_loading
-from ..types import Candidate, Query
+from ..types import MIXED, Candidate, Query, join_flags
 from ..validate import boolean, dtype_name, integer, positive_int, text, torch_dtype
 from .base import EMPTY_CANDIDATE, MISSING_IMAGE, UNREADABLE_IMAGE, PointScore
 from .fast_path import FastPath, Prepared
 from .features import FeatureStore
 from .heads import ScoreHead, YesNoHead, check_head, head_keys_expected
+from .page_text import PAGE_TEXT_TOKENS, check_budget, page_text
 from .prompt_builder import PROMPT_TOO_LONG, PromptBuilder
 from .templates import BUILTIN_TEMPLATES, DEFAULT_TEMPLATE, PointwiseTemplate, get_template
 
@@ -57,6 +58,9 @@ class TransformersScorer:
     times fewer image tokens and vision-tower runs, a documented speed option that changes
     scores. ``vision_cache_dir``: keep image features on disk (bounded by
     ``vision_cache_max_bytes``), shared by processes and kept across restarts.
+    ``page_text_tokens``: a mixed (``"image+text"``, a document page) candidate is judged on
+    its image, then its page text cut to this many tokens (flagged ``truncated`` when cut; see
+    :mod:`~mm_rag_components.scoring.page_text`); ``None`` keeps the whole text.
     ``trust_remote_code`` stays off unless asked.
     """
 
@@ -71,6 +75,7 @@ class TransformersScorer:
         batch_size: int = 8,
         vision_batch_size: int | None = None,
         max_length: int | None = None,
+        page_text_tokens: int | None = PAGE_TEXT_TOKENS,
         vision_cache_size: int = 512,
         vision_cache_dir: str | Path | None = None,
         vision_cache_max_bytes: int = 2 << 30,
@@ -89,10 +94,12 @@ class TransformersScorer:
         self.device = text("device", device, optional=True)
         self.dtype = dtype_name(dtype)
         self.batch_size = positive_int("batch_size", batch_size)
-        #: Images per vision-tower call; ``None``: 1 on CPU (batching only adds padding and memory
-        #: traffic there, measured ~20% slower at 8), ``batch_size`` on accelerators.
+        #: Images per vision-tower call; ``None``: on CPU as many as fit ``VISION_ROWS_PER_CALL``
+        #: feature rows (small single-view images share a call, tiled or large ones run alone;
+        #: :mod:`.features`), ``batch_size`` on accelerators.
         self.vision_batch_size = positive_int("vision_batch_size", vision_batch_size, optional=True)
         self.max_length = integer("max_length", max_length, minimum=8, optional=True)
+        self.page_text_tokens = check_budget(page_text_tokens)
         self.max_pixels = positive_int("max_pixels", max_pixels, optional=True)
         self.image_splitting = None if image_splitting is None else boolean("image_splitting", image_splitting)
         self.features = FeatureStore(integer("vision_cache_size", vision_cache_size, minimum=0), vision_cache_dir, vision_cache_max_bytes)
@@ -117,6 +124,7 @@ class TransformersScorer:
             "batch_size": self.batch_size,
             "vision_batch_size": self.vision_batch_size,
             "max_length": self.max_length,
+            "page_text_tokens": self.page_text_tokens,
             "vision_cache_size": self.vision_cache.max_items,
             "vision_cache_dir": self.features.directory,
             "vision_cache_max_bytes": self.features.max_bytes,
@@ -260,7 +268,7 @@ class TransformersScorer:
                 item.flag, item.skip = EMPTY_CANDIDATE, True
                 logger.warning("candidate %s has neither an image nor text; ranked last", candidate.id)
                 continue
-            if source is None and candidate.modality == "image":
+            if source is None and candidate.modality in ("image", MIXED):
                 item.flag = MISSING_IMAGE
                 logger.warning("image candidate %s has no image source; scored on its text", candidate.id)
             if source is not None:
@@ -276,10 +284,10 @@ class TransformersScorer:
                     continue
             layouts = {"query": query_layout, "document": family.layout(image.image) if image is not None else None}
             expansions = {k: v.ids for k, v in layouts.items() if v is not None} if family.multimodal else None
-            prompt = self.prompts.build(query.text, query.image is not None, candidate.text, image is not None, expansions=expansions)
-            if prompt.flag is not None:
-                item.flag = prompt.flag
-                item.skip = prompt.flag == PROMPT_TOO_LONG
+            document, cut = page_text(candidate, self.page_text_tokens, self.tokenizer)
+            prompt = self.prompts.build(query.text, query.image is not None, document, image is not None, expansions=expansions)
+            item.flag = join_flags(item.flag, cut, prompt.flag)
+            item.skip = prompt.flag == PROMPT_TOO_LONG
             item.text, item.ids, item.labels = prompt.text, prompt.ids, prompt.images
             item.images = [query_images[0] if label == "query" else image for label in prompt.images]
             item.layouts = [layouts[label] for label in prompt.images]
@@ -323,8 +331,11 @@ class TransformersScorer:
         except MediaError as exc:
             raise MediaError(f"query image: {exc}") from exc
 
-    def _vision_step(self) -> int:
-        return self.vision_batch_size or (1 if self._device.type == "cpu" else self.batch_size)
+    def _vision_step(self) -> int | None:
+        """Images per vision call; ``None``: grouped by feature rows (the CPU default)."""
+        if self.vision_batch_size is not None:
+            return self.vision_batch_size
+        return None if self._device.type == "cpu" else self.batch_size
 
     def _reference_logodds(self, items: list[Prepared]) -> dict[int, float]:
         import torch

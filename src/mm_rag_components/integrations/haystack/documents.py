@@ -6,8 +6,15 @@ How images travel (the convention of Haystack's own image components, e.g.
 travels as ``Document.blob`` (a ``ByteStream`` with an ``image/*`` MIME type). A document counts as
 an image when ``meta["modality"] == "image"``, when its ``blob`` is an image, or when
 ``meta["file_path"]`` names an image file (``.png``, ``.jpg`` …); everything else is text.
+
 Our provenance (``modality``, ``source``, ``sha256``, ``retrieval_score``, ``rerank_score`` …) lives
 in ``meta`` beside the user's own keys, which are never dropped.
+
+A **page** (a mixed ``"image+text"`` candidate) is a document with its page text as ``content``
+and its page image as an image document's (``meta["file_path"]``, or ``blob``), plus
+``meta["page_number"]`` (1-based, the key Haystack's ``DocumentToImageContent`` reads — it renders
+that page when ``file_path`` is a PDF), so an image-aware generator gets the page image and any
+generator gets its text; ``meta["modality"] == "image+text"`` brings it back as a page.
 
 A **query image** may be a path (``str``/``Path``), raw bytes, a base64 string, a ``ByteStream``,
 an ``ImageContent`` or a PIL image.
@@ -28,13 +35,15 @@ from haystack.dataclasses import ByteStream, ImageContent
 from ...errors import ConfigError
 from ...files import IMAGE_SUFFIXES
 from ...media import is_url
-from ...types import MODALITY, PROVENANCE_KEYS, RECORD_KEYS, RETRIEVAL_SCORE, SOURCE
+from ...types import MIXED, MODALITY, PAGE, PROVENANCE_KEYS, RECORD_KEYS, RETRIEVAL_SCORE, SOURCE
 from ...types import Candidate, ImageSource, Item, Query
 
 #: Meta field holding an image document's file path (Haystack's image components read it).
 FILE_PATH = "file_path"
 #: Meta field holding an image document's URL (when its source is remote).
 URL = "url"
+#: Meta field holding a page document's 1-based page number (Haystack's PDF convention).
+PAGE_NUMBER = "page_number"
 
 
 def candidate_to_document(candidate: Candidate) -> Document:
@@ -44,7 +53,9 @@ def candidate_to_document(candidate: Candidate) -> Document:
     if candidate.score is not None:
         meta[RETRIEVAL_SCORE] = candidate.score
     blob = None
-    if candidate.modality == "image":
+    if candidate.modality == MIXED and isinstance(candidate.metadata.get(PAGE), int):
+        meta.setdefault(PAGE_NUMBER, candidate.metadata[PAGE])
+    if candidate.modality in ("image", MIXED):
         if candidate.image_path:
             meta[URL if is_url(candidate.image_path) else FILE_PATH] = candidate.image_path
         if candidate.image is not None:
@@ -55,10 +66,11 @@ def candidate_to_document(candidate: Candidate) -> Document:
 def document_to_candidate(document: Document) -> Candidate:
     """The :class:`Candidate` behind a ``Document`` (see the module docstring for images)."""
     path, data = _document_image(document)
-    is_image = path is not None or data is not None or document.meta.get(MODALITY) == "image"
+    declared = document.meta.get(MODALITY)
+    is_image = path is not None or data is not None or declared == "image"
     return Candidate(
         id=document.id,
-        modality="image" if is_image else "text",
+        modality=MIXED if declared == MIXED else ("image" if is_image else "text"),
         text=document.content or None,
         image_path=path,
         score=document.score,
@@ -133,7 +145,7 @@ def document_to_item(document: Document) -> Item:
 def _document_image(document: Document) -> tuple[str | None, bytes | None]:
     """The image file path/URL and/or inline bytes of an image document, else ``(None, None)``."""
     meta = document.meta
-    declared = meta.get(MODALITY) == "image"
+    declared = meta.get(MODALITY) in ("image", MIXED)
     blob = document.blob
     data = None
     if blob is not None and (declared or str(blob.mime_type or "").startswith("image/")):
@@ -162,6 +174,7 @@ def _blob(image: ImageSource) -> ByteStream:
 
 __all__ = [
     "FILE_PATH",
+    "PAGE_NUMBER",
     "URL",
     "apply_result",
     "candidate_to_document",

@@ -10,6 +10,11 @@ How an image travels in a ``Document``:
   ``UnstructuredImageLoader``-style loaders leave it) is read from ``source``;
 * a ``data:`` URI in ``image_path`` is accepted as inline image data.
 
+A **page** (a mixed ``"image+text"`` candidate) is a document whose ``page_content`` is the page
+text and whose ``metadata["image_path"]`` is the page image, with ``metadata["modality"] ==
+"image+text"`` (which brings it back as a page) and our 1-based ``metadata["page"]`` — unlike
+``PyPDFLoader``'s 0-based ``page``.
+
 Scores: our retriever writes ``metadata["retrieval_score"]``; rerankers write the new score under
 ``metadata["relevance_score"]`` (the key LangChain's Cohere/Flashrank compressors use) plus our
 provenance keys (:mod:`mm_rag_components.types`). An incoming document's score is its
@@ -29,7 +34,7 @@ from langchain_core.documents import Document
 
 from ...errors import ConfigError
 from ...rerank.base import finite_or_none
-from ...types import MODALITY, RETRIEVAL_SCORE, SOURCE, Candidate, Query
+from ...types import MIXED, MODALITY, RETRIEVAL_SCORE, SOURCE, Candidate, Query
 
 #: Metadata key of an image document's path or URL (LangChain's ``ImageCaptionLoader`` key).
 IMAGE_PATH = "image_path"
@@ -71,7 +76,7 @@ def candidate_to_document(candidate: Candidate) -> Document:
     metadata[MODALITY] = candidate.modality
     if candidate.score is not None:
         metadata[RETRIEVAL_SCORE] = candidate.score
-    if candidate.modality == "image" and candidate.image_path is not None:
+    if candidate.modality in ("image", MIXED) and candidate.image_path is not None:
         metadata[IMAGE_PATH] = candidate.image_path
     return Document(id=candidate.id, page_content=candidate.text or "", metadata=metadata)
 
@@ -83,7 +88,7 @@ def document_to_candidate(document: Document, position: int) -> Candidate:
     inline = isinstance(image, str) and image[:5].lower() == "data:"
     return Candidate(
         id=str(document.id) if document.id is not None else f"doc-{position}",
-        modality="image" if image is not None else "text",
+        modality=MIXED if metadata.get(MODALITY) == MIXED else ("image" if image is not None else "text"),
         text=document.page_content or None,
         image_path=None if inline else image,
         score=_score_of(metadata),
@@ -102,7 +107,7 @@ def reranked_document(document: Document, candidate: Candidate) -> Document:
 def _image_of(metadata: Mapping[str, Any]) -> str | None:
     value = metadata.get(IMAGE_PATH)
     key = IMAGE_PATH
-    if value is None and metadata.get(MODALITY) == "image":
+    if value is None and metadata.get(MODALITY) == "image":  # a page's source is its document, not its image
         value, key = metadata.get(SOURCE), SOURCE
         if value is None:
             raise ConfigError("an image document needs metadata['image_path'] (or 'source')")

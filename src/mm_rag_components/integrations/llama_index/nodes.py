@@ -1,32 +1,36 @@
-"""Convert between our plain types and LlamaIndex nodes / query bundles. No logic beyond that."""
+"""Convert between our plain types and LlamaIndex nodes / query bundles. No logic beyond that.
+
+Texts become ``TextNode`` s, images ``ImageNode`` s (``image_path`` / ``image_url``, never base64),
+and a mixed ``"image+text"`` candidate (a document page) a ``Node`` with a ``text_resource`` and
+an ``image_resource``: an ``ImageNode``'s content blocks hold only its image, while a ``Node``'s
+hold its text and its image, so a multimodal LLM (``multimodal=True`` synthesizers) receives both.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import BaseNode, ImageNode, MediaResource, Node, NodeWithScore, QueryBundle, TextNode
 
 from ...errors import ConfigError
 from ...media import is_url
-from ...types import MODALITY, RETRIEVAL_SCORE, Candidate, ImageSource, Query
+from ...types import MIXED, MODALITY, RETRIEVAL_SCORE, Candidate, ImageSource, Query
 
 
 def candidate_to_node(candidate: Candidate) -> NodeWithScore:
-    """A :class:`Candidate` as a ``NodeWithScore`` (``ImageNode`` for images, never base64)."""
+    """A :class:`Candidate` as a ``NodeWithScore`` (see the module docstring)."""
     metadata: dict[str, Any] = dict(candidate.metadata)
     metadata[MODALITY] = candidate.modality
     if candidate.score is not None:
         metadata[RETRIEVAL_SCORE] = candidate.score
-    if candidate.modality == "image":
-        uri = candidate.image_path
-        node: BaseNode = ImageNode(
-            id_=candidate.id,
-            text=candidate.text or "",
-            image_path=None if uri is not None and is_url(uri) else uri,
-            image_url=uri if uri is not None and is_url(uri) else None,
-            metadata=metadata,
-        )
+    uri = candidate.image_path
+    path, url = (None, uri) if uri is not None and is_url(uri) else (uri, None)
+    if candidate.modality == MIXED:
+        image = MediaResource(path=path, url=url) if uri is not None else None
+        node: BaseNode = Node(id_=candidate.id, text_resource=MediaResource(text=candidate.text or ""), image_resource=image, metadata=metadata)
+    elif candidate.modality == "image":
+        node = ImageNode(id_=candidate.id, text=candidate.text or "", image_path=path, image_url=url, metadata=metadata)
     else:
         node = TextNode(id_=candidate.id, text=candidate.text or "", metadata=metadata)
     # Long provenance values must not leak into the LLM prompt or the embedding text.
@@ -42,9 +46,10 @@ def node_to_candidate(node_with_score: NodeWithScore) -> Candidate:
     text = node.get_content() if hasattr(node, "get_content") else None
     metadata = dict(node.metadata or {})
     is_reference = isinstance(image, str) and (is_url(image) or not _is_inline(node))
+    page = metadata.get(MODALITY) == MIXED or (isinstance(node, Node) and image is not None and bool(text))
     return Candidate(
         id=node.node_id,
-        modality="image" if image is not None else "text",
+        modality=MIXED if page else ("image" if image is not None else "text"),
         text=text or None,
         image_path=image if is_reference else None,
         score=node_with_score.score,
