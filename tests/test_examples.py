@@ -205,3 +205,47 @@ def test_run_finds_a_wrapped_library_error_and_leaves_bugs_their_traceback() -> 
     assert stopped.value.code == "error: no weights (to try this example offline, pass --tiny)"
     with pytest.raises(ZeroDivisionError):
         run(lambda: 1 / 0)
+
+
+# --------------------------------------------------------------------------- chat with your PDFs
+
+
+def test_chat_with_pdfs_answers_a_question_from_pages(tiny_dir, tmp_path) -> None:
+    """Generated PDFs (drawn shapes, a paragraph a page) ingest as pages; the sources are pages
+    (image and text together), named by document and page number."""
+    from mm_rag_components.types import MIXED, PAGE, PAGE_ID
+
+    run = run_example("chat_with_pdfs", ["--tiny", "--tiny-dir", str(tiny_dir), "--db", str(tmp_path / "db"), "--question", "a red circle"])
+    with examples_on_path():
+        from _common import TINY_NOTE
+    assert run.lines[0] == TINY_NOTE
+    assert run.lines[1].startswith("added 3,") and "skipped 0" in run.lines[1]  # three PDFs
+    kept = run.result.kept
+    assert 1 <= len(kept) <= 3 and all(c.modality == MIXED and c.image_path and c.text for c in kept)
+    assert all(c.id == c.metadata[PAGE_ID] and c.metadata["file_name"].endswith(".pdf") for c in kept)
+    listed = [line for line in run.lines if line.lstrip().startswith(("[", "*["))]
+    assert [line.split()[-1] for line in listed] == [f"{c.metadata[PAGE]}" for c in kept]
+    assert all(f"{c.metadata['file_name']}, p. {c.metadata[PAGE]}" in line for c, line in zip(kept, listed))
+
+
+def test_chat_with_pdfs_through_a_server_cites_pages(tiny_dir, tmp_path) -> None:
+    with FakeServer(lambda path, body, headers: Reply(body=chat_completion("The circle is on [2], and [1]."))) as server:
+        run = run_example("chat_with_pdfs", ["--tiny", "--tiny-dir", str(tiny_dir), "--db", str(tmp_path / "db"),
+                                             "--question", "a red circle", "--llm-url", server.url + "/v1", "--llm-model", "served"])
+    kept = run.result.kept
+    (body,) = server.bodies("/chat/completions")
+    user = body["messages"][-1]["content"]
+    assert sum(1 for part in user if part.get("type") == "image_url") == len(kept)  # every page's image …
+    text = "".join(part.get("text", "") for part in user)
+    assert all(c.text.split()[0] in text for c in kept)  # … and its text
+    expected = [f"[{n}] {kept[n - 1].metadata['file_name']}, p. {kept[n - 1].metadata['page']}" for n in (2, 1)]
+    assert run.result.answer.references == expected
+    assert run.lines[-1] == "references: " + "; ".join(expected)
+
+
+def test_chat_with_pdfs_runs_the_terminal_chat(tiny_dir, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("a blue square\n/quit\n"))
+    run = run_example("chat_with_pdfs", ["--tiny", "--tiny-dir", str(tiny_dir), "--db", str(tmp_path / "db")])
+    assert run.result is None
+    out = "\n".join(run.lines)
+    assert "you> assistant> " in out and ".pdf, p. " in out

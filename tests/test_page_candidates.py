@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -80,7 +81,8 @@ def test_a_page_is_one_mixed_candidate_with_its_image_and_whole_text(index, fold
     assert meta["image_rank"] == 1 and meta["score_scale"] == "rrf" and meta["modality"] == MIXED
     expected = sum(1.0 / (RRF_K + meta[key]) for key in ("image_rank", "text_rank") if key in meta)
     assert top.score == pytest.approx(expected)
-    assert "chunk" not in meta and "sha256" not in meta  # per-record keys stay with the records
+    assert "chunk" not in meta  # per-record keys stay with the records, but for the page image's sha256 (web /media checks it)
+    assert meta["sha256"] == hashlib.sha256((folder / "red_circle.png").read_bytes()).hexdigest()
     assert len({c.id for c in result}) == len(result)  # a page never comes twice
     assert [c.score for c in result] == sorted((c.score for c in result), reverse=True)
 
