@@ -182,10 +182,8 @@ def _quiet(verbose: bool) -> None:
     # per-window listwise warnings are summed up in the report's notes
     for noisy in ("transformers", "sentence_transformers", "huggingface_hub", "httpx", "chromadb", "mm_rag_components.rerank.listwise"):
         logging.getLogger(noisy).setLevel(level)
-    if not verbose:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+    # model loading is quiet already (progress.quiet_loading); transformers' own switch is left alone,
+    # so a later command in the same process (-v) still shows what it asks for
 
 
 def run(argv: Sequence[str] | None = None) -> int:
