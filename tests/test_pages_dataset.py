@@ -114,7 +114,9 @@ def test_a_clip_index_ingests_page_images_too(tmp_path, collection, clip_embedde
     assert index.count() == {"image": 12, "text": 12}
     retrieved, _ = retrieve_candidates(index, task, task.queries[:3], depth=4)
     assert all(len(r.candidates) == 4 for r in retrieved.values())
-    assert {c.modality for r in retrieved.values() for c in r.candidates} <= {"image", "text"}
+    pages = [c for r in retrieved.values() for c in r.candidates]
+    assert {c.modality for c in pages} == {"image+text"}  # each page one candidate: its image and its text
+    assert all(c.image_path and Path(c.image_path).is_file() and c.text for c in pages)
 
 
 def test_mm_rag_eval_runs_on_a_pages_folder(tmp_path, collection, capsys):

@@ -3,7 +3,8 @@
 Every system of a run reranks or filters these same candidates. Records carry their corpus id in
 ``metadata["eval_doc_id"]``; candidates come back with ``id`` set to that corpus id. An index
 built elsewhere works too: image records are matched by file path, text records by exact text,
-records of PDF pages by their document and page number (a page counts once, at its best rank).
+records of PDF pages by their document and page number: a pages task retrieves with
+``pages=True``, one mixed candidate per page (its image and its text), ranked by rank fusion.
 """
 
 from __future__ import annotations
@@ -146,10 +147,11 @@ def retrieve_candidates(
     out: dict[str, Retrieved] = {}
     text_only = isinstance(index.image_embedder, _NoImageEmbedder)
     modalities = tuple(m for m in task.modalities if not (text_only and m == "image"))
-    # a page has several records (image, chunks): look deeper so `depth` distinct pages remain
-    extra = depth * 3 if any(d.document for d in task.corpus) else 0
+    # a document page has several records (its image, its chunks): retrieve pages, each one mixed
+    # candidate holding the page image and its whole text, so a reranker judges the page
+    pages = any(d.document for d in task.corpus)
     for query in _progress(queries, progress, "retrieving"):
-        options = RetrievalOptions(modalities=modalities, top_k=depth + extra + len(query.exclude))
+        options = RetrievalOptions(modalities=modalities, top_k=depth + len(query.exclude), pages=pages)
         start = time.perf_counter()
         hits = retrieve(index, query.to_query(), options)
         seconds = time.perf_counter() - start
