@@ -19,20 +19,21 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .chroma_client import make_client, writer_lock
 from .chunking import DEFAULT_MAX_CHUNKS_PER_FILE, GuardedSplitter, PlainSplitter, TextSplitter, default_splitter
-from .errors import ConfigError
 from .entries import EntryReader, item_label
+from .errors import ConfigError
+from .files import TEXT_SUFFIXES, FoundFile, media_kind, walk_media
 from .hnsw import check_hnsw
 from .ingest import Entry, Ingester, IngestReport, Note, Skipped, guarded, skip
-from .files import TEXT_SUFFIXES, FoundFile, media_kind, walk_media
-from .pages import DocumentLedger, PageImages, PageReader, image_paths
-from .pdf import DEFAULT_MAX_PAGES_PER_FILE, DEFAULT_PAGE_DPI
-from .media import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_BYTES, is_url
+from .media import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_TEXT_BYTES
 from .metadata import clean_metadata, flatten_metadata
-from .chroma_client import make_client, writer_lock
+from .pages import DocumentLedger, PageImages, PageReader
+from .pdf import DEFAULT_MAX_PAGES_PER_FILE, DEFAULT_PAGE_DPI
+from .removal import delete_records, delete_vanished, source_names
 from .store import ChromaStore
-from .types import IMAGE_PATH, SOURCE, Item
-from .unicode import clean_path, clean_text
+from .types import Item
+from .unicode import clean_path
 from .validate import boolean, integer, number, positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -378,54 +379,22 @@ class MultimodalIndex:
         return EntryReader(self.max_pixels, self.max_text_bytes, self.max_image_bytes, lambda: self.splitter)
 
     def delete(self, source: str | Path | None = None, *, ids: Iterable[str] | None = None) -> int:
-        """Delete every record of a source (a file path or the ``source`` of an item) and/or
-        records by id; returns how many records went."""
+        """Delete every record of a source (a file path, a PDF's pages, or the ``source`` of an
+        item) and/or records by id, with page images no record names any more; returns how many
+        records went."""
         if ids is None and source is None:
             raise ConfigError("delete needs a source or ids")
-        id_list = list(ids) if ids is not None else None
-        names: list[str] = []
-        if source is not None:
-            names = [clean_path(source)[0] if isinstance(source, Path) else clean_text(str(source))[0]]
-            if not is_url(names[0]) and "://" not in names[0]:
-                try:
-                    names.append(clean_path(Path(source).expanduser().resolve())[0])
-                except (OSError, ValueError, RuntimeError):  # not a path (NUL byte, unknown ~user): as given
-                    pass
-            names = list(dict.fromkeys(names))
-        removed = 0
-        where = None if not names else {SOURCE: names[0]} if len(names) == 1 else {SOURCE: {"$in": names}}
+        names = source_names(source) if source is not None else []
         with writer_lock(self._client):
-            pages = image_paths(self.image_store, ids=id_list) if id_list else set()
-            pages |= image_paths(self.image_store, where=where) if where else set()
-            for store in self.stores():
-                if id_list is not None:
-                    removed += store.delete(ids=id_list)
-                if where:
-                    removed += store.delete(where=where)
-            self._release(pages)
-        return removed
+            return delete_records(self.image_store, self.text_store, self._page_images,
+                                  names=names, ids=list(ids) if ids is not None else None)
 
-    def _release(self, paths: set[str]) -> None:
-        """Delete the page images among ``paths`` that no record names any more."""
-        if paths and self.page_dir:
-            PageImages(Path(self.page_dir)).release(paths, self.image_store)
+    @property
+    def _page_images(self) -> PageImages | None:
+        return PageImages(Path(self.page_dir)) if self.page_dir else None
 
     def _delete_missing(self, root: Path, seen: set[str], recursive: bool) -> int:
-        removed, pages = 0, set()
-        for store in self.stores():
-            gone = []
-            for id_, meta in store.iter_metadata():
-                source = str(meta.get(SOURCE, ""))
-                if not source or source in seen or is_url(source):
-                    continue
-                path = Path(source)
-                inside = path.parent == root if not recursive else root in path.parents
-                if inside and not path.exists():
-                    gone.append(id_)
-                    pages.add(str(meta[IMAGE_PATH])) if meta.get(IMAGE_PATH) else None
-            removed += store.delete(ids=gone) if gone else 0
-        self._release(pages)
-        return removed
+        return delete_vanished(self.image_store, self.text_store, self._page_images, root, seen, recursive)
 
 
 def _precompute(scorer: Any, show_progress: bool | None) -> Any:
