@@ -295,3 +295,14 @@ def test_the_web_chat_serves_a_page_image_and_refuses_a_replaced_one(tmp_path, d
     assert reply.headers["content-type"] == "image/jpeg"
     Image.new("RGB", (8, 8), (255, 0, 0)).save(path, format="JPEG")  # the file changed behind the index
     assert client.get(f"/media/{hit.id}").status_code == 404
+
+
+def test_a_wrapped_paragraph_reads_back_as_lines_not_carriage_returns(tmp_path, clip_embedder):
+    """pdfium ends each line of the text layer with ``\\r\\n``; the stored text has plain newlines."""
+    long = " ".join(["The report lists every harbour, its boats and the hours it opens for them."] * 4)
+    pdf = report_pdf(tmp_path / "docs" / "wrapped.pdf", [long])
+    index = _index(tmp_path, clip_embedder)
+    index.ingest_paths([pdf], show_progress=False)
+    chunks = [h.document for h in index.text_store.get(where={SOURCE: str(pdf.resolve())})]
+    assert chunks and not any("\r" in chunk for chunk in chunks)
+    assert any("\n" in chunk for chunk in chunks)  # the paragraph wraps over several lines

@@ -222,8 +222,9 @@ def _text(page: Any, number: int, notes: list[str]) -> str:
 
 
 def _clean(text: str) -> str:
-    """``text`` with NUL and other control characters (not tab or newlines) as spaces."""
-    return clean_text(text)[0].translate(_CONTROL)
+    """``text`` with pdfium's line ends (``\\r\\n``) as newlines, and NUL and other control
+    characters (not tab or newlines) as spaces."""
+    return clean_text(text)[0].replace("\r\n", "\n").replace("\r", "\n").translate(_CONTROL)
 
 
 __all__ = [
