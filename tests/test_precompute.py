@@ -83,3 +83,25 @@ def test_cli_ingest_precomputes_reranker_features(tiny_vlm_dirs, sample_folder, 
     assert len(list((tmp_path / "state" / "reranker-features").rglob("*.feat"))) == 12
     assert main(["ingest", str(sample_folder), "--tiny", "--db", str(db), "--feature-cache", str(cache)]) == 2
     assert "--feature-cache needs --precompute-reranker" in capsys.readouterr().err
+
+
+def test_pdf_pages_are_precomputed_on_their_stored_image(tiny_vlm_dirs, tmp_path):
+    """A page's features are computed at ingest on the JPEG a scorer opens at query time (keyed by
+    its bytes' sha256), so scoring the retrieved pages runs no vision tower."""
+    from pdf_support import report_pdf
+
+    from mm_rag_components.retrieval import RetrievalOptions, retrieve
+
+    pdf = report_pdf(tmp_path / "docs" / "report.pdf", ["a red circle on a page", "a blue square on a page"])
+    features = tmp_path / "features"
+    scorer = TransformersScorer(tiny_vlm_dirs["idefics3"], vision_cache_dir=features)
+    index = MultimodalIndex(tmp_path / "db", image_embedder=ColourShapeEmbedder(), page_dpi=30)
+    assert index.ingest_paths([pdf], precompute=scorer, show_progress=False).ok
+    assert scorer.features.computed == 2
+    pages = retrieve(index, Query(text="a red circle"), RetrievalOptions(top_k=2, pages=True))
+    assert [p.modality for p in pages] == ["image+text", "image+text"]
+    fresh = TransformersScorer(tiny_vlm_dirs["idefics3"], vision_cache_dir=features)
+    cached = fresh.score(Query(text="a red circle"), pages)
+    assert fresh.features.computed == 0  # every page image came from the cache
+    direct = TransformersScorer(tiny_vlm_dirs["idefics3"]).score(Query(text="a red circle"), pages)
+    assert [s.logodds for s in cached] == pytest.approx([s.logodds for s in direct], abs=1e-4)

@@ -114,6 +114,9 @@ class Entry:
     updated: bool = False
     document: str | None = None
     progress: int = 1
+    #: images: the bytes of the file a reader opens later, when the payload is not those bytes (a
+    #: page's stored JPEG beside its lossless rendering): what reranker features are precomputed on
+    stored: bytes | None = None
 
     def keep(self, rows: list[int]) -> None:
         for name in ("ids", "metadatas", "documents", "payloads"):
@@ -249,7 +252,7 @@ class Ingester:
                 continue
             store = self.stores[modality]
             if modality == "image" and self.precompute is not None:
-                problem = self.precompute([(e.metadatas[0][SHA256], e.payloads[0]) for e in entries])
+                problem = self.precompute([(e.metadatas[0][SHA256], e.stored or e.payloads[0]) for e in entries])
                 if problem:
                     report.notes.extend(Note(e.label, short(problem)) for e in entries)
             todo = self._changed(store, entries, report)

@@ -226,8 +226,10 @@ class PageReader:
                 self.ledger.written.add(path)
             record = {**base, MODALITY: "image", SHA256: content_hash(data), IMAGE_PATH: path}
             ids = [record_id("image", key, image_digest)]
-            # the stored JPEG's bytes, as for an image file: decoded only if the page is new or changed
-            entries.append(Entry(label, None, "image", ids, [record], [None], [data], list(page.notes), document=source))
+            # embedded from the lossless rendering (no JPEG decode); reranker features are precomputed
+            # on the stored JPEG, which is what a scorer opens at query time
+            entries.append(Entry(label, None, "image", ids, [record], [None], [page.image], list(page.notes), document=source,
+                                 stored=data))
         if text_digest:
             try:
                 entries += self._text(page, label, key, base, notes=[] if entries else list(page.notes))
