@@ -195,7 +195,6 @@ def _refuse_remote_code(data: Any) -> None:
 def _build(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a component config must be a mapping, got {type(data).__name__}")
-    nesting("a component config", data)
     cls = _class(data.get(TYPE_KEY))
     kwargs = {k: _decode(v) for k, v in data.items() if k != TYPE_KEY}
     kwargs.update(overrides)

@@ -235,9 +235,7 @@ class MultimodalIndex:
         if not root.is_dir():
             raise ConfigError(f"{clean_path(root)[0]} is not a directory")
         report = IngestReport()
-        user_meta, repaired = clean_metadata(flatten_metadata(metadata or {}))  # bad: ConfigError, up front
-        if repaired:
-            report.notes.append(Note(str(root), f"invalid Unicode replaced with U+FFFD in metadata {repaired}"))
+        user_meta = _user_metadata(metadata, root, report)
         seen: set[str] = set()
 
         def walk_error(exc: OSError) -> None:
@@ -326,9 +324,7 @@ class MultimodalIndex:
         self, files: list[Path], metadata: Mapping[str, Any] | None, show_progress: bool | None, precompute: Any,
     ) -> IngestReport:
         report = IngestReport()
-        user_meta, repaired = clean_metadata(flatten_metadata(metadata or {}))
-        if repaired:
-            report.notes.append(Note(str(files[0]), f"invalid Unicode replaced with U+FFFD in metadata {repaired}"))
+        user_meta = _user_metadata(metadata, files[0], report)
 
         def entries(pages: PageReader) -> Iterator[Entry | Skipped]:
             for path in files:
@@ -353,7 +349,7 @@ class MultimodalIndex:
     ) -> None:
         """One ingest run over ``entries(page_reader)``, then its documents settled (see :mod:`.pages`)."""
         ledger = DocumentLedger()
-        images = PageImages(Path(self.page_dir)) if self.page_images and self.page_dir else None
+        images = self._page_images if self.page_images else None
         problem = None if images or not self.page_images else (
             "PDF page images need a folder: pass page_dir=... (this index has no local path), or page_images=False")
         pages = PageReader(self._reader, self.page_dpi, self.max_pages_per_file, images, ledger, problem)
@@ -395,6 +391,15 @@ class MultimodalIndex:
 
     def _delete_missing(self, root: Path, seen: set[str], recursive: bool) -> int:
         return delete_vanished(self.image_store, self.text_store, self._page_images, root, seen, recursive)
+
+
+def _user_metadata(metadata: Mapping[str, Any] | None, where: Path, report: IngestReport) -> dict[str, Any]:
+    """``metadata`` as every record stores it (bad metadata: a ``ConfigError``, before anything is
+    read); a Unicode repair is noted on ``where``."""
+    user_meta, repaired = clean_metadata(flatten_metadata(metadata or {}))
+    if repaired:
+        report.notes.append(Note(str(where), f"invalid Unicode replaced with U+FFFD in metadata {repaired}"))
+    return user_meta
 
 
 def _precompute(scorer: Any, show_progress: bool | None) -> Any:
